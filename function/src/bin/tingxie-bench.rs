@@ -1,0 +1,200 @@
+//! Benchmarks and checks that run tingxie as a user would, as separate processes.
+//!
+//! `tingxie-bench versus`: tingxie and faster-whisper 1.2.1 (float32, same thread count) side by
+//! side on the same files and settings, in one run; prints wall-time and peak-RSS ratios.
+//! `tingxie-bench parity`: token-for-token comparison with the faster-whisper reference
+//! segments on any device (used by `function/gpu-check.sh`).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+#[derive(Parser)]
+struct Cli {
+    /// Model directory (CTranslate2 layout, read by both engines).
+    #[arg(long, default_value = "models/whisper-tiny-en", global = true)]
+    model: PathBuf,
+    /// The shared fixtures folder.
+    #[arg(long, env = "TINGXIE_FIXTURES", default_value = "../shared/fixtures", global = true)]
+    fixtures: PathBuf,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    Versus {
+        /// CPU threads for both engines.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Python with faster-whisper 1.2.1 installed.
+        #[arg(long, default_value = ".venv/bin/python")]
+        python: PathBuf,
+        /// Runs per case; the median is reported.
+        #[arg(long, default_value_t = 1)]
+        reps: usize,
+    },
+    Parity {
+        /// cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// greedy or beam5.
+        #[arg(long, default_value = "greedy")]
+        mode: String,
+        /// Files of the corpus to check (default: every lossless 16 kHz file).
+        files: Vec<String>,
+    },
+}
+
+/// Wall seconds, peak RSS in MiB, stdout and stderr of one child process.
+struct Run {
+    wall: f64,
+    peak_rss_mib: f64,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(command: &mut Command) -> Run {
+    let out_path = std::env::temp_dir().join(format!("tingxie-bench-{}.out", std::process::id()));
+    let err_path = out_path.with_extension("err");
+    command.stdout(Stdio::from(File::create(&out_path).unwrap()));
+    command.stderr(Stdio::from(File::create(&err_path).unwrap()));
+    let start = Instant::now();
+    let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; `usage` is a valid out-pointer.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let wall = start.elapsed().as_secs_f64();
+    assert_eq!(pid, child.id() as i32, "wait4 failed");
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = (std::fs::remove_file(&out_path), std::fs::remove_file(&err_path));
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{command:?} failed: {stderr}");
+    Run { wall, peak_rss_mib: usage.ru_maxrss as f64 / 1024.0, stdout, stderr }
+}
+
+fn tingxie_exe() -> PathBuf {
+    std::env::current_exe().unwrap().with_file_name("tingxie")
+}
+
+fn manifest(fixtures: &Path) -> Vec<HashMap<String, String>> {
+    let text = std::fs::read_to_string(fixtures.join("speech/manifest.tsv")).expect("manifest.tsv");
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap().split('\t').map(str::to_string).collect();
+    lines.map(|l| header.iter().cloned().zip(l.split('\t').map(str::to_string)).collect()).collect()
+}
+
+fn lossless_16k(fixtures: &Path) -> Vec<String> {
+    manifest(fixtures)
+        .into_iter()
+        .filter(|r| r["sample_rate"] == "16000" && r["channels"] == "1" && (r["codec"] == "pcm_s16le" || r["codec"] == "flac"))
+        .map(|r| r["file"].clone())
+        .collect()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn versus(model: &Path, fixtures: &Path, threads: usize, python: &Path, reps: usize) {
+    let speech = fixtures.join("speech");
+    let short: Vec<PathBuf> = manifest(fixtures)
+        .iter()
+        .filter(|r| r["file"].starts_with('s') && r["codec"] == "pcm_s16le" && !r["file"].contains("silence"))
+        .map(|r| speech.join(&r["file"]))
+        .collect();
+    let cases: Vec<(&str, Vec<PathBuf>)> = vec![("long_5min.wav", vec![speech.join("long_5min.wav")]), ("24 short files", short)];
+    println!("threads {threads}, median of {reps} run(s); wall = whole process (start, model load, decode, transcribe)\n");
+    println!("| input | mode | tingxie wall s | faster-whisper wall s | wall ratio | tingxie peak RSS MiB | faster-whisper peak RSS MiB | RSS ratio | same text |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let peer_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/faster_whisper_peer.py");
+    for (name, files) in &cases {
+        for (mode, beam) in [("greedy", 1), ("beam5", 5)] {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            for _ in 0..reps {
+                let mut cmd = Command::new(tingxie_exe());
+                cmd.args(["transcribe", "--format", "text", "--threads", &threads.to_string()])
+                    .args(["--beam-size", &beam.to_string()])
+                    .arg("--model")
+                    .arg(model)
+                    .args(files);
+                if beam == 1 {
+                    cmd.args(["--temperature", "0"]);
+                }
+                ours.push(run(&mut cmd));
+                let mut cmd = Command::new(python);
+                cmd.arg(&peer_script).arg(model).arg(threads.to_string()).arg(beam.to_string()).args(files);
+                theirs.push(run(&mut cmd));
+            }
+            let same = ours[0].stdout.lines().zip(theirs[0].stdout.lines()).filter(|(a, b)| a.trim() == b.trim()).count();
+            let (ow, tw) = (median(ours.iter().map(|r| r.wall).collect()), median(theirs.iter().map(|r| r.wall).collect()));
+            let (orss, trss) = (
+                median(ours.iter().map(|r| r.peak_rss_mib).collect()),
+                median(theirs.iter().map(|r| r.peak_rss_mib).collect()),
+            );
+            println!(
+                "| {name} | {mode} | {ow:.2} | {tw:.2} | {:.2} | {orss:.0} | {trss:.0} | {:.2} | {same}/{} |",
+                ow / tw,
+                orss / trss,
+                files.len()
+            );
+            eprintln!("tingxie: {}faster-whisper: {}", ours[0].stderr, theirs[0].stderr);
+        }
+    }
+}
+
+fn parity(model: &Path, fixtures: &Path, device: &str, mode: &str, files: Vec<String>) -> bool {
+    let (reference_name, beam) = match mode {
+        "greedy" => ("faster-whisper-segments.json", 1),
+        "beam5" => ("faster-whisper-segments-beam5.json", 5),
+        other => panic!("unknown mode {other}: greedy or beam5"),
+    };
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("speech").join(reference_name)).unwrap()).unwrap();
+    let files = if files.is_empty() { lossless_16k(fixtures) } else { files };
+    let paths: Vec<PathBuf> = files.iter().map(|f| fixtures.join("speech").join(f)).collect();
+    let mut cmd = Command::new(tingxie_exe());
+    cmd.args(["transcribe", "--format", "verbose_json", "--device", device, "--beam-size", &beam.to_string()])
+        .arg("--model")
+        .arg(model)
+        .args(&paths);
+    if beam == 1 {
+        cmd.args(["--temperature", "0"]);
+    }
+    let result = run(&mut cmd);
+    let mut equal = 0;
+    for (file, line) in files.iter().zip(result.stdout.lines()) {
+        let ours: Value = serde_json::from_str(line).unwrap();
+        let tokens = |v: &Value| -> Vec<Value> { v["segments"].as_array().unwrap().iter().map(|s| s["tokens"].clone()).collect() };
+        let same = tokens(&ours) == tokens(&reference["files"][file.as_str()]);
+        equal += usize::from(same);
+        println!("{file}: {}", if same { "same tokens" } else { "DIFFERENT" });
+    }
+    println!(
+        "parity {mode} on {device}: {equal}/{} files token-identical; {:.2} s wall, peak RSS {:.0} MiB",
+        files.len(),
+        result.wall,
+        result.peak_rss_mib
+    );
+    equal == files.len()
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Versus { threads, python, reps } => versus(&cli.model, &cli.fixtures, threads, &python, reps.max(1)),
+        Cmd::Parity { device, mode, files } => {
+            if !parity(&cli.model, &cli.fixtures, &device, &mode, files) {
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    std::process::ExitCode::SUCCESS
+}

@@ -1,0 +1,130 @@
+//! The `tingxie` binary: one image, several commands.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tingxie::device::{self, AnyTranscriber, DeviceKind};
+use tingxie::output::{self, Format};
+use tingxie::whisper::DecodeOptions;
+
+#[derive(Parser)]
+#[command(name = "tingxie", version, about = "Speech-to-text with Whisper on burn")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Transcribe audio files (WAV, FLAC, MP3, Ogg Vorbis, Ogg Opus).
+    Transcribe(TranscribeArgs),
+}
+
+#[derive(Args)]
+struct TranscribeArgs {
+    /// Audio files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Model directory (CTranslate2 or Hugging Face layout).
+    #[arg(long, env = "TINGXIE_MODEL", default_value = "models/whisper-tiny-en")]
+    model: PathBuf,
+    /// text, json, verbose_json, srt or vtt.
+    #[arg(long, default_value = "text")]
+    format: Format,
+    /// 1 for greedy decoding; faster-whisper's default is 5.
+    #[arg(long, default_value_t = 5)]
+    beam_size: usize,
+    /// Spoken language (ISO 639-1); detected when omitted on multilingual models.
+    #[arg(long)]
+    language: Option<String>,
+    /// Text the model should continue from: names, terms, spelling.
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Sample with this single temperature instead of the fallback schedule 0, 0.2, ..., 1.
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// CPU threads for the compute kernels (default: all cores).
+    #[arg(long, env = "TINGXIE_THREADS")]
+    threads: Option<usize>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, env = "TINGXIE_DEVICE", default_value = "cpu")]
+    device: DeviceKind,
+    /// Write FILE_STEM.EXT here instead of printing (needed for srt/vtt with several files).
+    #[arg(long)]
+    output_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Transcribe(args) => transcribe(args),
+    }
+}
+
+fn transcribe(args: TranscribeArgs) -> ExitCode {
+    if let Some(threads) = args.threads {
+        device::set_cpu_threads(threads);
+    }
+    let subtitles = matches!(args.format, Format::Srt | Format::Vtt);
+    if subtitles && args.files.len() > 1 && args.output_dir.is_none() {
+        eprintln!("tingxie: several files in {} need --output-dir", args.format);
+        return ExitCode::from(2);
+    }
+    let options = DecodeOptions {
+        beam_size: args.beam_size,
+        language: args.language.clone(),
+        initial_prompt: args.prompt.clone(),
+        temperatures: args.temperature.map_or(DecodeOptions::default().temperatures, |t| vec![t]),
+        ..DecodeOptions::default()
+    };
+    if let Err(e) = options.validate() {
+        eprintln!("tingxie: {e}");
+        return ExitCode::from(2);
+    }
+    let model = match AnyTranscriber::load(&args.model, args.device) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("tingxie: cannot load model from {}: {e}", args.model.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = false;
+    for file in &args.files {
+        let result = tingxie::audio::decode_file(file).and_then(|samples| model.transcribe(&samples, &options));
+        match result {
+            Ok(transcript) => {
+                let rendered = output::render(&transcript, args.format);
+                if let Err(e) = emit(file, &rendered, &args) {
+                    eprintln!("tingxie: {}: {e}", file.display());
+                    failed = true;
+                }
+            }
+            Err(e) => {
+                eprintln!("tingxie: {}: {e}", file.display());
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn emit(file: &Path, rendered: &str, args: &TranscribeArgs) -> std::io::Result<()> {
+    match &args.output_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+            std::fs::write(dir.join(format!("{stem}.{}", args.format.extension())), rendered)
+        }
+        None => {
+            // JSON documents one per line, so several files make JSON Lines.
+            let compact = matches!(args.format, Format::Json | Format::VerboseJson);
+            print!("{}", if compact { format!("{}\n", rendered.trim_end()) } else { rendered.to_string() });
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Decoding options. Defaults are faster-whisper's `transcribe()` defaults, so a user moving
+//! from faster-whisper gets the same transcripts.
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    Transcribe,
+    Translate,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeOptions {
+    /// 1 = greedy; > 1 = beam search.
+    pub beam_size: usize,
+    /// Beam search stops after `round(beam_size * patience)` finished hypotheses.
+    pub patience: f32,
+    /// Samples drawn per window at temperatures above 0.
+    pub best_of: usize,
+    pub length_penalty: f32,
+    /// Tried in order until a window's result passes the thresholds below.
+    pub temperatures: Vec<f32>,
+    /// A result whose gzip compression ratio is above this is repetitive: retry hotter.
+    pub compression_ratio_threshold: Option<f32>,
+    /// A result whose average log-probability is below this is unsure: retry hotter.
+    pub log_prob_threshold: Option<f32>,
+    /// A window with no-speech probability above this (and an unsure result) is silence.
+    pub no_speech_threshold: Option<f32>,
+    /// Feed the previous window's tokens as a prompt.
+    pub condition_on_previous_text: bool,
+    /// After a window decoded hotter than this, stop conditioning on the text before it.
+    pub prompt_reset_on_temperature: f32,
+    /// Text placed before the first window: names, terms, spelling the model should follow.
+    pub initial_prompt: Option<String>,
+    /// ISO 639-1 code; None detects it (multilingual models) or means English (`.en` models).
+    pub language: Option<String>,
+    pub task: Task,
+    /// Suppress a blank and end-of-text as the first token.
+    pub suppress_blank: bool,
+    /// Latest allowed first timestamp, in seconds.
+    pub max_initial_timestamp: f32,
+    pub without_timestamps: bool,
+    /// Seed of the sampler used at temperatures above 0.
+    pub seed: u64,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            beam_size: 5,
+            patience: 1.0,
+            best_of: 5,
+            length_penalty: 1.0,
+            temperatures: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+            compression_ratio_threshold: Some(2.4),
+            log_prob_threshold: Some(-1.0),
+            no_speech_threshold: Some(0.6),
+            condition_on_previous_text: true,
+            prompt_reset_on_temperature: 0.5,
+            initial_prompt: None,
+            language: None,
+            task: Task::Transcribe,
+            suppress_blank: true,
+            max_initial_timestamp: 1.0,
+            without_timestamps: false,
+            seed: 0,
+        }
+    }
+}
+
+impl DecodeOptions {
+    /// faster-whisper's `beam_size=1, temperature=0.0`: one greedy pass per window.
+    pub fn greedy() -> Self {
+        DecodeOptions { beam_size: 1, temperatures: vec![0.0], ..Default::default() }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &'static str, reason: &str| Err(Error::InvalidArgument { field, reason: reason.into() });
+        if self.beam_size == 0 || self.beam_size > 64 {
+            return bad("beam_size", "must be between 1 and 64");
+        }
+        if self.best_of == 0 || self.best_of > 64 {
+            return bad("best_of", "must be between 1 and 64");
+        }
+        if !(self.patience > 0.0) {
+            return bad("patience", "must be positive");
+        }
+        if self.temperatures.is_empty() || self.temperatures.iter().any(|t| !(0.0..=2.0).contains(t)) {
+            return bad("temperature", "must be one or more values between 0 and 2");
+        }
+        if !(0.0..=30.0).contains(&self.max_initial_timestamp) {
+            return bad("max_initial_timestamp", "must be between 0 and 30 seconds");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,111 @@
+//! Multi-head attention: self-attention (fused q/k/v, optional key/value cache) and
+//! cross-attention over the encoder output (keys/values projected once per window).
+
+use burn::tensor::backend::Backend;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::Tensor;
+
+use super::layers::{LayerNorm, Linear};
+use crate::error::Result;
+use crate::whisper::weights::TensorSource;
+
+/// Keys and values of one layer, `[batch, heads, positions, head_dim]` each.
+pub type KeyValue<B> = (Tensor<B, 4>, Tensor<B, 4>);
+
+/// `[b, t, d]` -> `[b, heads, t, d / heads]`.
+fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
+    let [b, t, d] = x.dims();
+    x.reshape([b, t, heads, d / heads]).swap_dims(1, 2)
+}
+
+/// `[b, heads, t, head_dim]` -> `[b, t, heads * head_dim]`.
+fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
+    let [b, h, t, dh] = x.dims();
+    x.swap_dims(1, 2).reshape([b, t, h * dh])
+}
+
+/// softmax(q kᵀ / sqrt(head_dim)) v. Whisper scales q and k by head_dim^-1/4 each; CTranslate2
+/// scales q by head_dim^-1/2 — the same product.
+fn scaled_dot_product<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>, causal: bool) -> Tensor<B, 4> {
+    let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
+    attention(q, k, v, None, None, options)
+}
+
+#[derive(Debug, Clone)]
+pub struct SelfAttention<B: Backend> {
+    norm: LayerNorm<B>,
+    qkv: Linear<B>,
+    out: Linear<B>,
+    heads: usize,
+    dim: usize,
+}
+
+impl<B: Backend> SelfAttention<B> {
+    pub fn load(source: &dyn TensorSource, name: &str, dim: usize, heads: usize, device: &B::Device) -> Result<Self> {
+        Ok(SelfAttention {
+            norm: LayerNorm::load(source, &format!("{name}/layer_norm"), dim, device)?,
+            qkv: Linear::load(source, &format!("{name}/linear_0"), dim, 3 * dim, true, device)?,
+            out: Linear::load(source, &format!("{name}/linear_1"), dim, dim, true, device)?,
+            heads,
+            dim,
+        })
+    }
+
+    /// Returns `x + attn(norm(x))`. With a cache, the new keys/values are appended to it and
+    /// attention spans all cached positions; `causal` masks future positions within `x`
+    /// (only valid when the cache starts empty, which is how the decoder feeds a prompt).
+    pub fn forward(&self, x: Tensor<B, 3>, cache: Option<&mut Option<KeyValue<B>>>, causal: bool) -> Tensor<B, 3> {
+        let qkv = self.qkv.forward(self.norm.forward(x.clone()));
+        let d = self.dim;
+        let q = split_heads(qkv.clone().narrow(2, 0, d), self.heads);
+        let mut k = split_heads(qkv.clone().narrow(2, d, d), self.heads);
+        let mut v = split_heads(qkv.narrow(2, 2 * d, d), self.heads);
+        if let Some(cache) = cache {
+            if let Some((past_k, past_v)) = cache.take() {
+                k = Tensor::cat(vec![past_k, k], 2);
+                v = Tensor::cat(vec![past_v, v], 2);
+            }
+            *cache = Some((k.clone(), v.clone()));
+        }
+        x + self.out.forward(merge_heads(scaled_dot_product(q, k, v, causal)))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CrossAttention<B: Backend> {
+    norm: LayerNorm<B>,
+    query: Linear<B>,
+    key_value: Linear<B>,
+    out: Linear<B>,
+    heads: usize,
+    dim: usize,
+}
+
+impl<B: Backend> CrossAttention<B> {
+    pub fn load(source: &dyn TensorSource, name: &str, dim: usize, heads: usize, device: &B::Device) -> Result<Self> {
+        Ok(CrossAttention {
+            norm: LayerNorm::load(source, &format!("{name}/layer_norm"), dim, device)?,
+            query: Linear::load(source, &format!("{name}/linear_0"), dim, dim, true, device)?,
+            key_value: Linear::load(source, &format!("{name}/linear_1"), dim, 2 * dim, true, device)?,
+            out: Linear::load(source, &format!("{name}/linear_2"), dim, dim, true, device)?,
+            heads,
+            dim,
+        })
+    }
+
+    /// Projects the encoder output to keys and values, once per window.
+    pub fn memory(&self, encoded: Tensor<B, 3>) -> KeyValue<B> {
+        let kv = self.key_value.forward(encoded);
+        let k = split_heads(kv.clone().narrow(2, 0, self.dim), self.heads);
+        let v = split_heads(kv.narrow(2, self.dim, self.dim), self.heads);
+        (k, v)
+    }
+
+    /// Returns `x + attn(norm(x), memory)`.
+    pub fn forward(&self, x: Tensor<B, 3>, memory: &KeyValue<B>) -> Tensor<B, 3> {
+        let q = split_heads(self.query.forward(self.norm.forward(x.clone())), self.heads);
+        let (k, v) = memory.clone();
+        x + self.out.forward(merge_heads(scaled_dot_product(q, k, v, false)))
+    }
+}

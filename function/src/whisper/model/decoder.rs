@@ -1,0 +1,118 @@
+//! Text decoder: token + learned position embeddings, pre-norm blocks of causal self-attention
+//! (with a key/value cache), cross-attention over the audio, feed-forward; logits through the
+//! transposed token embedding (tied output projection).
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+
+use super::attention::{CrossAttention, KeyValue, SelfAttention};
+use super::layers::{upload, FeedForward, LayerNorm};
+use crate::error::Result;
+use crate::whisper::config::WhisperConfig;
+use crate::whisper::weights::TensorSource;
+
+#[derive(Debug, Clone)]
+struct DecoderBlock<B: Backend> {
+    self_attention: SelfAttention<B>,
+    cross_attention: CrossAttention<B>,
+    ffn: FeedForward<B>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Decoder<B: Backend> {
+    embeddings: Tensor<B, 2>,
+    /// `[d, vocab]`: the embedding matrix transposed once at load, for the output projection.
+    projection: Tensor<B, 2>,
+    positions: Tensor<B, 2>,
+    blocks: Vec<DecoderBlock<B>>,
+    norm: LayerNorm<B>,
+}
+
+/// Per-sequence decoding state: the cross-attention memory of the window and the growing
+/// self-attention cache. Rows are hypotheses (beams); all rows of one state share a window.
+#[derive(Debug, Clone)]
+pub struct DecoderState<B: Backend> {
+    memory: Vec<KeyValue<B>>,
+    cache: Vec<Option<KeyValue<B>>>,
+    /// Positions already fed.
+    pub len: usize,
+}
+
+impl<B: Backend> DecoderState<B> {
+    /// Keeps rows `indices` (in that order, repeats allowed) of the self-attention cache: beam
+    /// reordering and expansion. Every memory row holds the same window, so the memory only
+    /// changes when the number of rows does.
+    pub fn select_rows(&mut self, indices: Tensor<B, 1, Int>) {
+        let rows = indices.dims()[0];
+        let resize_memory = self.memory.first().is_some_and(|(k, _)| k.dims()[0] != rows);
+        let select = |t: &mut Tensor<B, 4>| *t = t.clone().select(0, indices.clone());
+        for (k, v) in self.cache.iter_mut().flatten() {
+            select(k);
+            select(v);
+        }
+        if resize_memory {
+            for (k, v) in self.memory.iter_mut() {
+                select(k);
+                select(v);
+            }
+        }
+    }
+}
+
+impl<B: Backend> Decoder<B> {
+    pub fn load(source: &dyn TensorSource, c: &WhisperConfig, device: &B::Device) -> Result<Self> {
+        let d = c.n_text_state;
+        let blocks = (0..c.n_text_layer)
+            .map(|i| {
+                let name = format!("decoder/layer_{i}");
+                Ok(DecoderBlock {
+                    self_attention: SelfAttention::load(source, &format!("{name}/self_attention"), d, c.n_text_head, device)?,
+                    cross_attention: CrossAttention::load(source, &format!("{name}/attention"), d, c.n_text_head, device)?,
+                    ffn: FeedForward::load(source, &format!("{name}/ffn"), d, device)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let embeddings = source.tensor("decoder/embeddings/weight", &[c.n_vocab, d])?;
+        let projection = upload(embeddings.transposed(), device);
+        Ok(Decoder {
+            embeddings: upload(embeddings, device),
+            projection,
+            positions: upload(source.tensor("decoder/position_encodings/encodings", &[c.n_text_ctx, d])?, device),
+            blocks,
+            norm: LayerNorm::load(source, "decoder/layer_norm", d, device)?,
+        })
+    }
+
+    /// A fresh state for the encoder output `[batch, frames, d]`.
+    pub fn start(&self, encoded: Tensor<B, 3>) -> DecoderState<B> {
+        DecoderState {
+            memory: self.blocks.iter().map(|b| b.cross_attention.memory(encoded.clone())).collect(),
+            cache: vec![None; self.blocks.len()],
+            len: 0,
+        }
+    }
+
+    /// Feeds `tokens` `[batch, n]` after the state's positions; returns hidden states `[batch, n, d]`.
+    pub fn forward(&self, tokens: Tensor<B, 2, Int>, state: &mut DecoderState<B>) -> Tensor<B, 3> {
+        let [batch, n] = tokens.dims();
+        let d = self.positions.dims()[1];
+        let embedded = self.embeddings.clone().select(0, tokens.reshape([batch * n])).reshape([batch, n, d]);
+        let positions = self.positions.clone().narrow(0, state.len, n).unsqueeze::<3>();
+        let mut x = embedded + positions;
+        // A prompt (n > 1) is fed into an empty cache, so a plain causal mask is right.
+        let causal = n > 1;
+        let layers = self.blocks.iter().zip(state.cache.iter_mut()).zip(&state.memory);
+        for ((block, cache), memory) in layers {
+            x = block.self_attention.forward(x, Some(cache), causal);
+            x = block.cross_attention.forward(x, memory);
+            x = block.ffn.forward(x);
+        }
+        state.len += n;
+        self.norm.forward(x)
+    }
+
+    /// Logits `[batch, vocab]` of hidden states `[batch, d]`.
+    pub fn logits(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
+        hidden.matmul(self.projection.clone())
+    }
+}

@@ -1,0 +1,49 @@
+//! The Whisper network: an audio encoder and a text decoder, generic over the burn backend.
+
+pub mod attention;
+pub mod decoder;
+pub mod encoder;
+pub mod layers;
+
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+pub use decoder::{Decoder, DecoderState};
+pub use encoder::Encoder;
+
+use crate::error::Result;
+use crate::whisper::config::WhisperConfig;
+use crate::whisper::weights::{self, TensorSource};
+
+#[derive(Debug, Clone)]
+pub struct Whisper<B: Backend> {
+    pub config: WhisperConfig,
+    pub encoder: Encoder<B>,
+    pub decoder: Decoder<B>,
+    pub device: B::Device,
+}
+
+impl<B: Backend> Whisper<B> {
+    /// Loads the checkpoint in `dir` (CTranslate2 or Hugging Face layout) onto `device`.
+    pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
+        let source = weights::open(dir)?;
+        Self::from_source(source.as_ref(), device)
+    }
+
+    pub fn from_source(source: &dyn TensorSource, device: &B::Device) -> Result<Self> {
+        let config = source.config().clone();
+        Ok(Whisper {
+            encoder: Encoder::load(source, &config, device)?,
+            decoder: Decoder::load(source, &config, device)?,
+            config,
+            device: device.clone(),
+        })
+    }
+
+    /// `[batch, n_mels, 3000]` -> `[batch, 1500, d]`.
+    pub fn encode(&self, mel: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.encoder.forward(mel)
+    }
+}

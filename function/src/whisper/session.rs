@@ -1,0 +1,61 @@
+//! The bridge between the search (host-side token logic) and the network: one window's
+//! decoder state on the device, fed one token per row per step.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::decoding::search::StepModel;
+use super::model::{DecoderState, Whisper};
+
+pub struct WindowSession<'a, B: Backend> {
+    model: &'a Whisper<B>,
+    state: DecoderState<B>,
+}
+
+fn int_tensor<B: Backend, const D: usize>(values: &[u32], shape: [usize; D], device: &B::Device) -> Tensor<B, D, Int> {
+    let data: Vec<i32> = values.iter().map(|&v| v as i32).collect();
+    Tensor::from_data(TensorData::new(data, shape), device)
+}
+
+impl<'a, B: Backend> WindowSession<'a, B> {
+    /// A session over the encoder output `[1, frames, d]` of one window.
+    pub fn new(model: &'a Whisper<B>, encoded: Tensor<B, 3>) -> Self {
+        WindowSession { model, state: model.decoder.start(encoded) }
+    }
+
+    /// Feeds the prompt tokens before the search's start token (batch of one row). Returns the
+    /// logits at position `logits_at`, if asked (the no-speech probability is read there when
+    /// the prompt continues after `<|startoftranscript|>`).
+    pub fn feed_prompt(&mut self, tokens: &[u32], logits_at: Option<usize>) -> Option<Vec<f32>> {
+        if tokens.is_empty() {
+            return None;
+        }
+        let device = &self.model.device;
+        let hidden = self.model.decoder.forward(int_tensor(tokens, [1, tokens.len()], device), &mut self.state);
+        let position = logits_at?;
+        let d = hidden.dims()[2];
+        let row = hidden.narrow(1, position, 1).reshape([1, d]);
+        Some(to_rows(self.model.decoder.logits(row)).swap_remove(0))
+    }
+}
+
+fn to_rows<B: Backend>(logits: Tensor<B, 2>) -> Vec<Vec<f32>> {
+    let [_, vocab] = logits.dims();
+    let flat: Vec<f32> = logits.into_data().convert::<f32>().into_vec().expect("float logits");
+    flat.chunks(vocab).map(<[f32]>::to_vec).collect()
+}
+
+impl<B: Backend> StepModel for WindowSession<'_, B> {
+    fn step(&mut self, tokens: &[u32]) -> Vec<Vec<f32>> {
+        let rows = tokens.len();
+        let device = &self.model.device;
+        let hidden = self.model.decoder.forward(int_tensor(tokens, [rows, 1], device), &mut self.state);
+        let d = hidden.dims()[2];
+        to_rows(self.model.decoder.logits(hidden.reshape([rows, d])))
+    }
+
+    fn select_rows(&mut self, rows: &[usize]) {
+        let indices: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        self.state.select_rows(int_tensor(&indices, [rows.len()], &self.model.device));
+    }
+}

@@ -1,0 +1,341 @@
+//! Long-form transcription as faster-whisper does it: 30 s windows moved by the last
+//! timestamp, previous text as prompt, temperature fallback, no-speech skipping.
+
+use std::io::Write;
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+use super::decoding::options::{DecodeOptions, Task};
+use super::decoding::rules::LogitRules;
+use super::decoding::search::{self, Hypothesis, Rng, SearchSettings};
+use super::mel::{LogMel, MelFrontend, FRAME_SECONDS, WINDOW_FRAMES};
+use super::model::Whisper;
+use super::session::WindowSession;
+use super::tokenizer::WhisperTokenizer;
+use super::suppress::SuppressLists;
+use crate::error::{Error, Result};
+use crate::transcript::{Segment, Transcript};
+
+/// Seconds per timestamp token.
+const TIME_PRECISION: f64 = 0.02;
+/// Mel frames per encoder position (the second convolution has stride 2).
+const INPUT_STRIDE: usize = 2;
+
+/// A loaded model with everything needed to turn samples into a transcript.
+pub struct Transcriber<B: Backend> {
+    pub model: Whisper<B>,
+    pub tokenizer: WhisperTokenizer,
+    frontend: MelFrontend,
+    suppress: SuppressLists,
+}
+
+/// What one window decoded to, with the scores the fallback and skipping look at.
+struct WindowResult {
+    hypothesis: Hypothesis,
+    avg_logprob: f32,
+    no_speech_prob: f32,
+    temperature: f32,
+    compression_ratio: f32,
+}
+
+/// `len(text) / len(zlib(text))`, as faster-whisper measures repetition.
+pub fn compression_ratio(text: &str) -> f32 {
+    if text.is_empty() {
+        return 0.0;
+    }
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(text.as_bytes()).expect("writing to memory");
+    let compressed = encoder.finish().expect("writing to memory");
+    text.len() as f32 / compressed.len() as f32
+}
+
+fn softmax_at(logits: &[f32], index: u32) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&x| ((x - max) as f64).exp()).sum();
+    (((logits[index as usize] - max) as f64).exp() / sum) as f32
+}
+
+impl<B: Backend> Transcriber<B> {
+    pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
+        let model = Whisper::load(dir, device)?;
+        let tokenizer = WhisperTokenizer::load(dir, model.config.n_vocab)?;
+        let suppress = SuppressLists::load(dir, &tokenizer)?;
+        let frontend = MelFrontend::new(model.config.n_mels);
+        Ok(Transcriber { model, tokenizer, frontend, suppress })
+    }
+
+    pub fn log_mel(&self, samples: &[f32]) -> LogMel {
+        self.frontend.compute(samples)
+    }
+
+    /// Encodes one `[n_mels, 3000]` window.
+    fn encode_window(&self, window: Vec<f32>) -> Tensor<B, 3> {
+        let mel = Tensor::from_data(TensorData::new(window, [1, self.frontend.n_mels(), WINDOW_FRAMES]), &self.model.device);
+        self.model.encode(mel)
+    }
+
+    /// Transcribes 16 kHz mono samples.
+    pub fn transcribe(&self, samples: &[f32], options: &DecodeOptions) -> Result<Transcript> {
+        options.validate()?;
+        let mel = self.log_mel(samples);
+        let content_frames = mel.content_frames();
+        let sot_sequence = self.sot_sequence(&mel, options)?;
+        let language = self.language_of(&sot_sequence);
+        let mut all_tokens: Vec<u32> = match &options.initial_prompt {
+            Some(prompt) => self.tokenizer.encode(&format!(" {}", prompt.trim()))?,
+            None => Vec::new(),
+        };
+        let mut prompt_reset_since = 0;
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut rng = Rng::new(options.seed);
+        let mut seek = 0;
+        while seek < content_frames {
+            let time_offset = seek as f64 * FRAME_SECONDS;
+            let window_frames = WINDOW_FRAMES.min(content_frames - seek);
+            let encoded = self.encode_window(mel.window(seek, window_frames));
+            let prompt = self.prompt(&all_tokens[prompt_reset_since..], &sot_sequence, options);
+            let result = self.decode_with_fallback(encoded, &prompt, options, &mut rng);
+            if is_silence(&result, options) {
+                seek += window_frames;
+                continue;
+            }
+            let window_start = seek;
+            let tokens = &result.hypothesis.tokens;
+            let (pieces, next_seek) = self.split_by_timestamps(tokens, seek, window_frames);
+            seek = next_seek;
+            for (start_ts, end_ts, piece) in pieces {
+                let text = self.tokenizer.decode(&piece);
+                let (start, end) = (time_offset + start_ts, time_offset + end_ts);
+                if start == end || text.trim().is_empty() {
+                    continue;
+                }
+                all_tokens.extend_from_slice(&piece);
+                segments.push(Segment {
+                    id: segments.len() + 1,
+                    seek: window_start,
+                    start,
+                    end,
+                    text,
+                    tokens: piece,
+                    temperature: result.temperature,
+                    avg_logprob: result.avg_logprob,
+                    compression_ratio: result.compression_ratio,
+                    no_speech_prob: result.no_speech_prob,
+                });
+            }
+            if !options.condition_on_previous_text || result.temperature > options.prompt_reset_on_temperature {
+                prompt_reset_since = all_tokens.len();
+            }
+        }
+        let text = segments.iter().map(|s| s.text.as_str()).collect::<String>().trim().to_string();
+        Ok(Transcript { text, segments, language, duration: samples.len() as f64 / 16_000.0 })
+    }
+
+    /// `<|startoftranscript|>` plus, for multilingual models, language and task tokens.
+    fn sot_sequence(&self, mel: &LogMel, options: &DecodeOptions) -> Result<Vec<u32>> {
+        let s = &self.tokenizer.specials;
+        if !self.model.config.is_multilingual() {
+            if let Some(lang) = options.language.as_deref().filter(|l| *l != "en") {
+                return Err(Error::InvalidArgument {
+                    field: "language",
+                    reason: format!("this model is English-only; `{lang}` is not available"),
+                });
+            }
+            return Ok(vec![s.sot]);
+        }
+        let language = match options.language.as_deref() {
+            Some(code) => self.tokenizer.language_token(code).ok_or_else(|| Error::InvalidArgument {
+                field: "language",
+                reason: format!("unknown language code `{code}`"),
+            })?,
+            None => self.detect_language(mel),
+        };
+        let task = match options.task {
+            Task::Transcribe => s.transcribe,
+            Task::Translate => s.translate,
+        };
+        Ok(vec![s.sot, language, task])
+    }
+
+    fn language_of(&self, sot_sequence: &[u32]) -> String {
+        sot_sequence
+            .get(1)
+            .and_then(|&t| self.tokenizer.language_code(t))
+            .unwrap_or("en")
+            .to_string()
+    }
+
+    /// The most likely language token after `<|startoftranscript|>` on the first window.
+    fn detect_language(&self, mel: &LogMel) -> u32 {
+        let encoded = self.encode_window(mel.window(0, WINDOW_FRAMES.min(mel.content_frames())));
+        let mut session = WindowSession::new(&self.model, encoded);
+        let logits = session.feed_prompt(&[self.tokenizer.specials.sot], Some(0)).unwrap_or_default();
+        self.tokenizer
+            .languages
+            .iter()
+            .map(|&(_, id)| id)
+            .max_by(|&a, &b| logits[a as usize].total_cmp(&logits[b as usize]))
+            .unwrap_or(self.tokenizer.specials.sot + 1)
+    }
+
+    /// `[<|startofprev|> previous...] sot_sequence [<|notimestamps|>]`; at most 223 previous tokens.
+    fn prompt(&self, previous: &[u32], sot_sequence: &[u32], options: &DecodeOptions) -> Vec<u32> {
+        let s = &self.tokenizer.specials;
+        let keep = self.model.config.n_text_ctx / 2 - 1;
+        let mut prompt = Vec::new();
+        if !previous.is_empty() {
+            prompt.push(s.sot_prev);
+            prompt.extend_from_slice(&previous[previous.len().saturating_sub(keep)..]);
+        }
+        prompt.extend_from_slice(sot_sequence);
+        if options.without_timestamps {
+            prompt.push(s.no_timestamps);
+        }
+        prompt
+    }
+
+    fn rules(&self, options: &DecodeOptions) -> LogitRules {
+        let specials = self.tokenizer.specials.clone();
+        let initial = (options.max_initial_timestamp as f64 / TIME_PRECISION).round() as u32;
+        LogitRules {
+            suppress: self.suppress.always.clone(),
+            suppress_at_start: if options.suppress_blank { self.suppress.at_start.clone() } else { Vec::new() },
+            max_initial_timestamp: Some(specials.timestamp_begin + initial),
+            timestamps: !options.without_timestamps,
+            specials,
+        }
+    }
+
+    /// Decodes one window at increasing temperatures until the result looks sound.
+    fn decode_with_fallback(&self, encoded: Tensor<B, 3>, prompt: &[u32], options: &DecodeOptions, rng: &mut Rng) -> WindowResult {
+        let rules = self.rules(options);
+        let n_ctx = self.model.config.n_text_ctx;
+        let settings = SearchSettings {
+            rules: &rules,
+            max_len: (n_ctx / 2).min(n_ctx.saturating_sub(prompt.len() - 1)),
+            length_penalty: options.length_penalty,
+        };
+        let mut all = Vec::new();
+        for &temperature in &options.temperatures {
+            let result = self.decode_window(encoded.clone(), prompt, temperature, options, &settings, rng);
+            let too_repetitive = options.compression_ratio_threshold.is_some_and(|t| result.compression_ratio > t);
+            let too_unsure = options.log_prob_threshold.is_some_and(|t| result.avg_logprob < t);
+            // Silence is not retried (faster-whisper's rule, with its strict comparisons).
+            let silent = options.no_speech_threshold.is_some_and(|t| result.no_speech_prob > t)
+                && options.log_prob_threshold.is_some_and(|t| result.avg_logprob < t);
+            let sound = (!too_repetitive && !too_unsure) || silent;
+            all.push((result, too_repetitive));
+            if sound {
+                return all.pop().unwrap().0;
+            }
+        }
+        // Nothing passed: the most confident result that is not repetitive, else the most confident.
+        let any_compact = all.iter().any(|(_, repetitive)| !repetitive);
+        all.into_iter()
+            .filter(|(_, repetitive)| !any_compact || !repetitive)
+            .map(|(r, _)| r)
+            .reduce(|best, r| if r.avg_logprob > best.avg_logprob { r } else { best })
+            .expect("at least one temperature")
+    }
+
+    fn decode_window(
+        &self,
+        encoded: Tensor<B, 3>,
+        prompt: &[u32],
+        temperature: f32,
+        options: &DecodeOptions,
+        settings: &SearchSettings,
+        rng: &mut Rng,
+    ) -> WindowResult {
+        let s = &self.tokenizer.specials;
+        let mut session = WindowSession::new(&self.model, encoded);
+        let (prefix, start) = prompt.split_at(prompt.len() - 1);
+        let sot_index = prompt.iter().position(|&t| t == s.sot).unwrap_or(0);
+        // With language/task tokens after <|startoftranscript|>, no-speech is read at its position.
+        let sot_is_start = sot_index == prompt.len() - 1;
+        let prompt_logits = session.feed_prompt(prefix, (!sot_is_start).then_some(sot_index));
+        let mut no_speech_prob = prompt_logits.map(|l| softmax_at(&l, s.no_speech));
+        let mut probe = NoSpeechProbe { inner: &mut session, no_speech: s.no_speech, prob: &mut no_speech_prob };
+        let hypothesis = if temperature > 0.0 {
+            search::sample(&mut probe, start[0], options.best_of, temperature, rng, settings)
+        } else if options.beam_size > 1 {
+            search::beam(&mut probe, start[0], options.beam_size, options.patience, settings)
+        } else {
+            search::greedy(&mut probe, start[0], settings)
+        };
+        let text = self.tokenizer.decode(&hypothesis.tokens);
+        WindowResult {
+            avg_logprob: hypothesis.cum_logprob / (hypothesis.tokens.len() + 1) as f32,
+            compression_ratio: compression_ratio(text.trim()),
+            no_speech_prob: no_speech_prob.unwrap_or(0.0),
+            temperature,
+            hypothesis,
+        }
+    }
+
+    /// Splits a window's tokens at timestamp pairs. Returns (start s, end s, tokens) relative to
+    /// the window, and where the next window starts.
+    fn split_by_timestamps(&self, tokens: &[u32], seek: usize, window_frames: usize) -> (Vec<(f64, f64, Vec<u32>)>, usize) {
+        let tok = &self.tokenizer;
+        let begin = tok.specials.timestamp_begin;
+        let time = |id: u32| (id - begin) as f64 * TIME_PRECISION;
+        let n = tokens.len();
+        let single_timestamp_ending = n >= 2 && !tok.is_timestamp(tokens[n - 2]) && tok.is_timestamp(tokens[n - 1]);
+        let mut cuts: Vec<usize> = (1..n).filter(|&i| tok.is_timestamp(tokens[i]) && tok.is_timestamp(tokens[i - 1])).collect();
+        if cuts.is_empty() {
+            // No timestamp pair: the whole window is one segment.
+            let duration = match tokens.iter().rev().find(|&&t| tok.is_timestamp(t)) {
+                Some(&last) if last != begin => time(last),
+                _ => window_frames as f64 * FRAME_SECONDS,
+            };
+            return (vec![(0.0, duration, tokens.to_vec())], seek + window_frames);
+        }
+        if single_timestamp_ending {
+            cuts.push(n);
+        }
+        let mut pieces = Vec::new();
+        let mut last = 0;
+        for &cut in &cuts {
+            let piece = tokens[last..cut].to_vec();
+            pieces.push((time(piece[0]), time(piece[piece.len() - 1]), piece));
+            last = cut;
+        }
+        let next_seek = if single_timestamp_ending {
+            seek + window_frames
+        } else {
+            seek + (tokens[last - 1] - begin) as usize * INPUT_STRIDE
+        };
+        (pieces, next_seek)
+    }
+}
+
+/// A window is silence when no-speech is likely and the decoded text is unsure.
+fn is_silence(result: &WindowResult, options: &DecodeOptions) -> bool {
+    let Some(threshold) = options.no_speech_threshold else { return false };
+    let unsure = options.log_prob_threshold.is_none_or(|t| result.avg_logprob <= t);
+    result.no_speech_prob > threshold && unsure
+}
+
+/// Passes steps through to the session and records the no-speech probability of the first
+/// step's unmasked logits (when the prompt ends with `<|startoftranscript|>`).
+struct NoSpeechProbe<'s, 'a, B: Backend> {
+    inner: &'s mut WindowSession<'a, B>,
+    no_speech: u32,
+    prob: &'s mut Option<f32>,
+}
+
+impl<B: Backend> search::StepModel for NoSpeechProbe<'_, '_, B> {
+    fn step(&mut self, tokens: &[u32]) -> Vec<Vec<f32>> {
+        let logits = self.inner.step(tokens);
+        if self.prob.is_none() {
+            *self.prob = Some(softmax_at(&logits[0], self.no_speech));
+        }
+        logits
+    }
+
+    fn select_rows(&mut self, rows: &[usize]) {
+        self.inner.select_rows(rows);
+    }
+}

@@ -1,0 +1,76 @@
+//! Hugging Face `model.safetensors` + `config.json` reader (f32, f16 or bf16 tensors).
+
+use std::path::{Path, PathBuf};
+
+use half::{bf16, f16};
+use safetensors::{Dtype, SafeTensors};
+
+use super::names::{hf_source, Part};
+use super::{check_shape, map_file, missing, HostTensor, TensorSource};
+use crate::error::{Error, Result};
+use crate::whisper::config::WhisperConfig;
+
+pub struct HfCheckpoint {
+    path: PathBuf,
+    map: memmap2::Mmap,
+    config: WhisperConfig,
+}
+
+impl HfCheckpoint {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Model(format!("{}: {e}", config_path.display())))?;
+        let config = WhisperConfig::from_hf_json(&json)?;
+        config.validate()?;
+        let path = dir.join("model.safetensors");
+        let map = map_file(&path)?;
+        SafeTensors::deserialize(&map).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+        Ok(HfCheckpoint { path, map, config })
+    }
+
+    fn read(&self, tensors: &SafeTensors, name: &str) -> Result<HostTensor> {
+        let view = tensors.tensor(name).map_err(|_| missing(name, &self.path))?;
+        let bytes = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+            Dtype::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::BF16 => bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            other => return Err(Error::Model(format!("tensor `{name}`: unsupported dtype {other:?}"))),
+        };
+        Ok(HostTensor { shape: view.shape().to_vec(), data })
+    }
+}
+
+impl TensorSource for HfCheckpoint {
+    fn config(&self) -> &WhisperConfig {
+        &self.config
+    }
+
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
+        let tensors = SafeTensors::deserialize(&self.map)
+            .map_err(|e| Error::Model(format!("{}: {e}", self.path.display())))?;
+        let parts = hf_source(name)
+            .ok_or_else(|| Error::Model(format!("no Hugging Face name for tensor `{name}`")))?;
+        // Fused tensors are the parts stacked on axis 0; a Zeros part is one block of rows.
+        let block_rows = shape.first().copied().unwrap_or(0) / parts.len().max(1);
+        let row_len: usize = shape.iter().skip(1).product::<usize>().max(1);
+        let mut data = Vec::with_capacity(shape.iter().product());
+        for part in &parts {
+            match part {
+                Part::Zeros => data.extend(std::iter::repeat_n(0.0, block_rows * row_len)),
+                Part::Tensor(hf_name) => {
+                    let mut expected = shape.to_vec();
+                    expected[0] = block_rows;
+                    let t = self.read(&tensors, hf_name)?;
+                    check_shape(hf_name, &expected, &t.shape)?;
+                    data.extend(t.data);
+                }
+            }
+        }
+        let tensor = HostTensor { shape: shape.to_vec(), data };
+        check_shape(name, shape, &tensor.shape)?;
+        Ok(tensor)
+    }
+}

@@ -1,0 +1,103 @@
+//! Fixture access shared by the integration tests: the real model, the speech corpus and the
+//! faster-whisper references described in `../shared/fixtures/README.md`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use tingxie::device::CpuBackend;
+use tingxie::whisper::Transcriber;
+
+/// `../shared/fixtures`, or `TINGXIE_FIXTURES`.
+pub fn fixtures() -> PathBuf {
+    std::env::var_os("TINGXIE_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"))
+}
+
+pub fn speech(file: &str) -> PathBuf {
+    fixtures().join("speech").join(file)
+}
+
+fn existing_dir(var: &str, default: &str, how: &str) -> PathBuf {
+    let dir = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(default));
+    assert!(
+        dir.is_dir(),
+        "test model missing at {} (set {var}); create it with {how}",
+        dir.display()
+    );
+    dir
+}
+
+/// Whisper tiny.en in CTranslate2 layout (`make models`).
+pub fn model_dir() -> PathBuf {
+    existing_dir("TINGXIE_TEST_MODEL", "models/whisper-tiny-en", "`make models`")
+}
+
+/// The same weights converted to Hugging Face layout by `ct2_to_hf.py` (`make models`).
+pub fn hf_model_dir() -> PathBuf {
+    existing_dir("TINGXIE_TEST_MODEL_HF", "models/whisper-tiny-en-hf", "`make models`")
+}
+
+/// One CPU transcriber per test binary: loading takes a moment and tests share it.
+pub fn transcriber() -> &'static Transcriber<CpuBackend> {
+    static T: OnceLock<Transcriber<CpuBackend>> = OnceLock::new();
+    T.get_or_init(|| Transcriber::load(&model_dir(), &Default::default()).expect("load model"))
+}
+
+/// Rows of a tab-separated file with a header, as maps from column name to value.
+pub fn read_tsv(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split('\t').collect();
+    lines
+        .filter(|l| !l.is_empty())
+        .map(|l| header.iter().map(|h| h.to_string()).zip(l.split('\t').map(str::to_string)).collect())
+        .collect()
+}
+
+/// A float32 NPY v1 array: (shape, data).
+pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..6], b"\x93NUMPY", "not an NPY file");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"), "{header}");
+    let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape: Vec<usize> = shape_text.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let data = bytes[10 + header_len..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    (shape, data)
+}
+
+/// The WER normalisation of the fixture README: lowercase, non-word characters to spaces.
+pub fn normalize(text: &str) -> Vec<String> {
+    let cleaned: String = text
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_alphanumeric() || c.is_whitespace() { c } else { ' ' })
+        .collect();
+    cleaned.split_whitespace().map(str::to_string).collect()
+}
+
+/// Word error rate of `hypothesis` against `reference` (both normalised).
+pub fn wer(reference: &str, hypothesis: &str) -> f64 {
+    let (r, h) = (normalize(reference), normalize(hypothesis));
+    if r.is_empty() {
+        return if h.is_empty() { 0.0 } else { 1.0 };
+    }
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for (i, rw) in r.iter().enumerate() {
+        let mut cur = vec![i + 1; h.len() + 1];
+        for (j, hw) in h.iter().enumerate() {
+            let substitution = prev[j] + usize::from(rw != hw);
+            cur[j + 1] = substitution.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[h.len()] as f64 / r.len() as f64
+}

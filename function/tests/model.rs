@@ -1,0 +1,82 @@
+//! The real checkpoint: loading both formats, the log-mel front-end and the encoder against
+//! the faster-whisper / CTranslate2 reference tensors.
+
+mod common;
+
+use burn::tensor::{Tensor, TensorData};
+use tingxie::whisper::mel::WINDOW_FRAMES;
+use tingxie::whisper::weights::{self, canonical_tensors};
+
+#[test]
+fn ct2_checkpoint_has_the_documented_shapes() {
+    let source = weights::open(&common::model_dir()).unwrap();
+    let c = source.config();
+    assert_eq!(
+        (c.n_mels, c.n_audio_ctx, c.n_audio_state, c.n_audio_head, c.n_audio_layer),
+        (80, 1500, 384, 6, 4)
+    );
+    assert_eq!((c.n_vocab, c.n_text_ctx, c.n_text_head, c.n_text_layer), (51864, 448, 6, 4));
+    assert!(!c.is_multilingual());
+    let embeddings = source.tensor("decoder/embeddings/weight", &[51864, 384]).unwrap();
+    assert_eq!(embeddings.data.len(), 51864 * 384);
+    let err = source.tensor("decoder/embeddings/weight", &[384, 51864]).unwrap_err();
+    assert!(err.to_string().contains("decoder/embeddings/weight"), "{err}");
+    let err = source.tensor("decoder/layer_9/ffn/linear_0/weight", &[1536, 384]).unwrap_err();
+    assert!(err.to_string().contains("decoder/layer_9/ffn/linear_0/weight"), "{err}");
+}
+
+#[test]
+fn both_formats_give_identical_tensors() {
+    let ct2 = weights::open(&common::model_dir()).unwrap();
+    let hf = weights::open(&common::hf_model_dir()).unwrap();
+    assert_eq!(ct2.config(), hf.config());
+    let names = canonical_tensors(ct2.config());
+    assert_eq!(names.len(), 11 + 4 * 12 + 4 * 20);
+    for (name, shape) in names {
+        let a = ct2.tensor(&name, &shape).unwrap();
+        let b = hf.tensor(&name, &shape).unwrap();
+        assert_eq!(a, b, "tensor {name} differs between formats");
+    }
+}
+
+#[test]
+fn broken_checkpoints_are_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("tingxie-broken-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = weights::open(&dir).err().expect("empty dir must fail").to_string();
+    assert!(err.contains("model.bin") && err.contains("model.safetensors"), "{err}");
+    // A model.bin cut short is reported as truncated, not a panic.
+    let full = std::fs::read(common::model_dir().join("model.bin")).unwrap();
+    std::fs::write(dir.join("model.bin"), &full[..1_000_000]).unwrap();
+    let err = weights::open(&dir).err().expect("truncated file must fail").to_string();
+    assert!(err.contains("truncated"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn log_mel_matches_faster_whisper() {
+    let samples = tingxie::audio::decode_file(&common::speech("s01.wav")).unwrap();
+    let mel = common::transcriber().log_mel(&samples);
+    let (shape, reference) = common::read_npy(&common::fixtures().join("speech/reference/s01.mel.npy"));
+    assert_eq!(shape, vec![mel.n_mels, mel.frames]);
+    let diff = max_abs_diff(&mel.data, &reference);
+    assert!(diff < 1e-4, "max |mel - reference| = {diff}");
+}
+
+#[test]
+fn encoder_matches_ctranslate2() {
+    let t = common::transcriber();
+    let samples = tingxie::audio::decode_file(&common::speech("s01.wav")).unwrap();
+    let mel = t.log_mel(&samples);
+    let window = mel.window(0, mel.content_frames().min(WINDOW_FRAMES));
+    let input = Tensor::from_data(TensorData::new(window, [1, 80, WINDOW_FRAMES]), &t.model.device);
+    let encoded: Vec<f32> = t.model.encode(input).into_data().convert::<f32>().into_vec().unwrap();
+    let (shape, reference) = common::read_npy(&common::fixtures().join("speech/reference/s01.encoder.npy"));
+    assert_eq!(shape, vec![150, 384]);
+    let diff = max_abs_diff(&encoded[..150 * 384], &reference);
+    assert!(diff < 1e-3, "max |encoder - reference| = {diff}");
+}
