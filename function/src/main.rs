@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use tingxie::device::{self, AnyTranscriber, DeviceKind};
@@ -50,6 +51,9 @@ struct TranscribeArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, env = "TINGXIE_DEVICE", default_value = "cpu")]
     device: DeviceKind,
+    /// Print model-load and per-file timings as JSON lines on stderr.
+    #[arg(long)]
+    timings: bool,
     /// Write FILE_STEM.EXT here instead of printing (needed for srt/vtt with several files).
     #[arg(long)]
     output_dir: Option<PathBuf>,
@@ -82,6 +86,7 @@ fn transcribe(args: TranscribeArgs) -> ExitCode {
         eprintln!("tingxie: {e}");
         return ExitCode::from(2);
     }
+    let load_start = Instant::now();
     let model = match AnyTranscriber::load(&args.model, args.device) {
         Ok(m) => m,
         Err(e) => {
@@ -89,9 +94,22 @@ fn transcribe(args: TranscribeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.timings {
+        eprintln!("{}", serde_json::json!({"model": args.model, "device": args.device.to_string(), "load_s": load_start.elapsed().as_secs_f64()}));
+    }
     let mut failed = false;
     for file in &args.files {
-        let result = tingxie::audio::decode_file(file).and_then(|samples| model.transcribe(&samples, &options));
+        let start = Instant::now();
+        let result = tingxie::audio::decode_file(file).and_then(|samples| {
+            let decoded = start.elapsed().as_secs_f64();
+            let transcript = model.transcribe(&samples, &options)?;
+            if args.timings {
+                let total = start.elapsed().as_secs_f64();
+                let audio_s = samples.len() as f64 / 16_000.0;
+                eprintln!("{}", serde_json::json!({"file": file, "audio_s": audio_s, "decode_audio_s": decoded, "transcribe_s": total - decoded, "real_time_factor": (total - decoded) / audio_s}));
+            }
+            Ok(transcript)
+        });
         match result {
             Ok(transcript) => {
                 let rendered = output::render(&transcript, args.format);

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# GPU check, in two halves because the GPU machine has no Rust toolchain and no network:
+#
+#   function/gpu-check.sh bundle   # here: build with --features cuda, pack binaries, model and
+#                                  # audio into .gpu/ (split in two so each transfer stays small)
+#   function/gpu-check.sh stash    # on the GPU machine, call 1: keep the first model half in /root
+#   function/gpu-check.sh run      # on the GPU machine, call 2: nvidia-smi, token parity on CUDA
+#                                  # (greedy and beam 5), CPU vs CUDA timings; prints a table
+#
+# The device tool carries `.gpu/part1` for `stash` and `.gpu/part2` for `run` (see BENCHMARKS.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GPU_DIR=.gpu
+STASH=/root/tingxie-stash
+MODEL=${MODEL:-models/whisper-tiny-en}
+FIXTURES=${TINGXIE_FIXTURES:-../shared/fixtures}
+FILES="s01.wav s02.wav s03.wav s04.wav s05.wav s06.wav s07.wav s08.wav s09.wav s10.wav s11.wav s12.wav
+s13.wav s14.wav s15.wav s16.wav s17.wav s18.wav s19.wav s20.wav s21.wav s22.wav s23.wav s24.wav
+long_90s.wav silence_10s.wav tone_noise_5s.wav"
+
+bundle() {
+  cargo build --release --features cuda --bins
+  target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  rm -rf "$GPU_DIR" && mkdir -p "$GPU_DIR/part1" "$GPU_DIR/part2/model" "$GPU_DIR/part2/fixtures/speech"
+  split -b 36M -d "$MODEL/model.bin" "$GPU_DIR/model.bin."
+  mv "$GPU_DIR/model.bin.00" "$GPU_DIR/part1/"
+  mv "$GPU_DIR/model.bin.01" "$GPU_DIR/part2/"
+  [ ! -e "$GPU_DIR/model.bin.02" ] || { echo "model too large for two parts" >&2; exit 1; }
+  cp "$MODEL"/{config.json,tokenizer.json,vocabulary.txt} "$GPU_DIR/part2/model/"
+  sha256sum "$MODEL/model.bin" | cut -d' ' -f1 > "$GPU_DIR/part2/model.bin.sha256"
+  for bin in tingxie tingxie-bench; do
+    strip -o "$GPU_DIR/$bin" "$target_dir/release/$bin"
+    xz -T2 -6 -c "$GPU_DIR/$bin" > "$GPU_DIR/part2/$bin.xz" && rm "$GPU_DIR/$bin"
+  done
+  cp "$FIXTURES"/speech/{manifest.tsv,faster-whisper-segments.json,faster-whisper-segments-beam5.json} "$GPU_DIR/part2/fixtures/speech/"
+  for f in $FILES; do cp "$FIXTURES/speech/$f" "$GPU_DIR/part2/fixtures/speech/"; done
+  du -sh "$GPU_DIR"/part1 "$GPU_DIR"/part2
+}
+
+stash() {
+  mkdir -p "$STASH" && cp "$GPU_DIR"/part1/model.bin.00 "$STASH/"
+  ls -la "$STASH"
+}
+
+run() {
+  local work=/tmp/tingxie-gpu p2="$GPU_DIR/part2"
+  mkdir -p "$work/model"
+  cat "$STASH/model.bin.00" "$p2/model.bin.01" > "$work/model/model.bin"
+  echo "$(cat "$p2/model.bin.sha256")  $work/model/model.bin" | sha256sum -c -
+  cp "$p2"/model/* "$work/model/"
+  for bin in tingxie tingxie-bench; do
+    python3 -c 'import lzma,sys; sys.stdout.buffer.write(lzma.open(sys.argv[1]).read())' "$p2/$bin.xz" > "$work/$bin"
+    chmod +x "$work/$bin"
+  done
+  # NVRTC compiles the kernels at run time; find the library wherever the image keeps it.
+  nvrtc=$(find / -xdev -name 'libnvrtc.so*' 2>/dev/null | grep -v stub | head -1 || true)
+  [ -n "$nvrtc" ] && export LD_LIBRARY_PATH="$(dirname "$nvrtc"):${LD_LIBRARY_PATH:-}"
+  echo "nvrtc: ${nvrtc:-not found}"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  local bench="$work/tingxie-bench --model $work/model --fixtures $p2/fixtures"
+  echo "== parity, greedy, cuda"; $bench parity --device cuda --mode greedy $FILES || true
+  echo "== parity, beam 5, cuda"; $bench parity --device cuda --mode beam5 ${FILES/tone_noise_5s.wav/} || true
+  echo "== timings (process wall, model load and transcription), long_90s.wav"
+  for device in cpu cuda cuda; do
+    local start=$(date +%s.%N)
+    "$work/tingxie" transcribe --model "$work/model" --device "$device" --threads 16 --timings \
+      --beam-size 1 --temperature 0 --format text "$p2/fixtures/speech/long_90s.wav" > /dev/null
+    echo "$device: $(python3 -c "print(round($(date +%s.%N) - $start, 2))") s process wall"
+  done
+}
+
+"${1:?usage: gpu-check.sh bundle|stash|run}"
