@@ -9,7 +9,7 @@ MODEL ?= models/whisper-tiny-en
 MODEL_HF ?= models/whisper-tiny-en-hf
 AUDIO ?= $(SHARED)/fixtures/speech/s01.wav
 
-.PHONY: all build models venv test run bench fmt clippy
+.PHONY: all build models venv test run bench gpu-bundle fmt clippy
 
 all: build
 
@@ -30,11 +30,22 @@ $(MODEL)/model.bin:
 $(MODEL_HF)/model.safetensors: $(MODEL)/model.bin | venv
 	$(VENV)/bin/python $(SHARED)/fixtures/ct2_to_hf.py $(MODEL) $(MODEL_HF)
 
-test: models
-	$(CARGO) test --release --workspace
+# The S3 tests start moto from the virtualenv; the cache tests also pull the real model.
+test: models venv
+	TINGXIE_MOTO_SERVER=$(abspath $(VENV))/bin/moto_server TINGXIE_TEST_MODEL_DIR=$(abspath $(MODEL)) \
+	  $(CARGO) test --release --workspace
 
 run: $(MODEL)/model.bin
 	$(CARGO) run --release -- transcribe --model $(MODEL) --format verbose_json $(AUDIO)
+
+# tingxie and faster-whisper 1.2.1 side by side on the same files and settings (BENCHMARKS.md).
+bench: models venv
+	$(CARGO) build --release --bins
+	$(CARGO) run --release --bin tingxie-bench -- --model $(MODEL) --fixtures $(SHARED)/fixtures versus --threads $${THREADS:-2} --python $(VENV)/bin/python --reps $${REPS:-1}
+
+# Binaries, model and audio packed for the GPU machine (function/gpu-check.sh).
+gpu-bundle: models
+	function/gpu-check.sh bundle
 
 fmt:
 	$(CARGO) fmt --all

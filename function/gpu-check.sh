@@ -6,6 +6,8 @@
 #   function/gpu-check.sh stash    # on the GPU machine, call 1: keep the first model half in /root
 #   function/gpu-check.sh run      # on the GPU machine, call 2: nvidia-smi, token parity on CUDA
 #                                  # (greedy and beam 5), CPU vs CUDA timings; prints a table
+#   function/gpu-check.sh probe    # on the GPU machine, call 2 instead of run: first vs warm
+#                                  # request timings in one process, CUDA and CPU
 #
 # The device tool carries `.gpu/part1` for `stash` and `.gpu/part2` for `run` (see BENCHMARKS.md).
 set -euo pipefail
@@ -22,7 +24,7 @@ bundle() {
   cargo build --release --features cuda --bins
   target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
   rm -rf "$GPU_DIR" && mkdir -p "$GPU_DIR/part1" "$GPU_DIR/part2/model" "$GPU_DIR/part2/fixtures/speech"
-  split -b 36M -d "$MODEL/model.bin" "$GPU_DIR/model.bin."
+  split -n 2 -d "$MODEL/model.bin" "$GPU_DIR/model.bin."
   mv "$GPU_DIR/model.bin.00" "$GPU_DIR/part1/"
   mv "$GPU_DIR/model.bin.01" "$GPU_DIR/part2/"
   [ ! -e "$GPU_DIR/model.bin.02" ] || { echo "model too large for two parts" >&2; exit 1; }
@@ -40,10 +42,12 @@ bundle() {
 stash() {
   mkdir -p "$STASH" && cp "$GPU_DIR"/part1/model.bin.00 "$STASH/"
   ls -la "$STASH"
+  nvidia-smi --query-gpu=name,driver_version --format=csv; command -v nvcc || true
 }
 
-run() {
-  local work=/tmp/tingxie-gpu p2="$GPU_DIR/part2"
+# Unpacks the model and binaries and finds the CUDA libraries; sets $work and $p2.
+prepare() {
+  work=/tmp/tingxie-gpu p2="$GPU_DIR/part2"
   mkdir -p "$work/model"
   cat "$STASH/model.bin.00" "$p2/model.bin.01" > "$work/model/model.bin"
   echo "$(cat "$p2/model.bin.sha256")  $work/model/model.bin" | sha256sum -c -
@@ -56,7 +60,27 @@ run() {
   nvrtc=$(find / -xdev -name 'libnvrtc.so*' 2>/dev/null | grep -v stub | head -1 || true)
   [ -n "$nvrtc" ] && export LD_LIBRARY_PATH="$(dirname "$nvrtc"):${LD_LIBRARY_PATH:-}"
   echo "nvrtc: ${nvrtc:-not found}"
+  # NVRTC needs the CUDA headers; cubecl looks in $CUDA_PATH/include (default /usr/local/cuda).
+  nvcc_path=$(command -v nvcc || true)
+  [ -n "$nvcc_path" ] && export CUDA_PATH="${CUDA_PATH:-$(dirname "$(dirname "$(readlink -f "$nvcc_path")")")}"
+  echo "CUDA_PATH: ${CUDA_PATH:-unset}"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+}
+
+# Per-file timings in one process: the same short file three times shows what the first request
+# pays (kernel compilation) and what a warm one costs.
+probe() {
+  prepare
+  local s="$p2/fixtures/speech"
+  for device in cuda cpu; do
+    echo "== $device"
+    timeout 150 "$work/tingxie" transcribe --model "$work/model" --device "$device" --threads 16 --timings \
+      --beam-size 1 --temperature 0 --format text "$s/s01.wav" "$s/s01.wav" "$s/s01.wav" "$s/s02.wav" || echo "($device stopped)"
+  done
+}
+
+run() {
+  prepare
   local bench="$work/tingxie-bench --model $work/model --fixtures $p2/fixtures"
   echo "== parity, greedy, cuda"; $bench parity --device cuda --mode greedy $FILES || true
   echo "== parity, beam 5, cuda"; $bench parity --device cuda --mode beam5 ${FILES/tone_noise_5s.wav/} || true
@@ -69,4 +93,4 @@ run() {
   done
 }
 
-"${1:?usage: gpu-check.sh bundle|stash|run}"
+"${1:?usage: gpu-check.sh bundle|stash|run|probe}"

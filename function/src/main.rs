@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use tingxie::device::{self, AnyTranscriber, DeviceKind};
 use tingxie::output::{self, Format};
 use tingxie::whisper::DecodeOptions;
+use tingxie_model_cache::cli::{self as cache_cli, CacheCommand};
+use tingxie_model_cache::{CacheConfig, LocalModel, ModelCache};
 
 #[derive(Parser)]
 #[command(name = "tingxie", version, about = "Speech-to-text with Whisper on burn")]
@@ -20,6 +22,11 @@ struct Cli {
 enum Command {
     /// Transcribe audio files (WAV, FLAC, MP3, Ogg Vorbis, Ogg Opus).
     Transcribe(TranscribeArgs),
+    /// The node-local model cache (TINGXIE_CACHE_DIR): prefetch, ls, gc, verify.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
 }
 
 #[derive(Args)]
@@ -27,9 +34,10 @@ struct TranscribeArgs {
     /// Audio files.
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// Model directory (CTranslate2 or Hugging Face layout).
+    /// Model: a local directory (CTranslate2 or Hugging Face layout), used in place, or a URI
+    /// (s3://, gs://, az://, file://, https://) pulled into the node cache TINGXIE_CACHE_DIR.
     #[arg(long, env = "TINGXIE_MODEL", default_value = "models/whisper-tiny-en")]
-    model: PathBuf,
+    model: String,
     /// text, json, verbose_json, srt or vtt.
     #[arg(long, default_value = "text")]
     format: Format,
@@ -63,7 +71,35 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Transcribe(args) => transcribe(args),
+        Command::Cache { command } => match runtime().block_on(cache_cli::run(command, CacheConfig::from_env())) {
+            Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+            Err(e) => {
+                eprintln!("tingxie: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+}
+
+/// The model directory for `--model`: a local path as it is, a URI through the node cache.
+/// The returned guard keeps the cached copy from being evicted while it is in use.
+fn resolve_model(model: &str, timings: bool) -> Result<(PathBuf, Option<LocalModel>), String> {
+    if !model.contains("://") {
+        return Ok((PathBuf::from(model), None));
+    }
+    let cache = ModelCache::new(CacheConfig::from_env()).map_err(|e| e.to_string())?;
+    let local = runtime().block_on(cache.ensure(model)).map_err(|e| e.to_string())?;
+    if timings {
+        eprintln!(
+            "{}",
+            serde_json::json!({"model": model, "cache": local.outcome.as_str(), "bytes_downloaded": local.bytes_downloaded, "cache_s": local.elapsed.as_secs_f64()})
+        );
+    }
+    Ok((local.path.clone(), Some(local)))
 }
 
 fn transcribe(args: TranscribeArgs) -> ExitCode {
@@ -87,10 +123,17 @@ fn transcribe(args: TranscribeArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let load_start = Instant::now();
-    let model = match AnyTranscriber::load(&args.model, args.device) {
+    let (model_dir, _in_use) = match resolve_model(&args.model, args.timings) {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            eprintln!("tingxie: cannot fetch model {}: {e}", args.model);
+            return ExitCode::FAILURE;
+        }
+    };
+    let model = match AnyTranscriber::load(&model_dir, args.device) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("tingxie: cannot load model from {}: {e}", args.model.display());
+            eprintln!("tingxie: cannot load model from {}: {e}", model_dir.display());
             return ExitCode::FAILURE;
         }
     };

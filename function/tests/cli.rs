@@ -130,3 +130,42 @@ fn hugging_face_layout_transcribes_the_same() {
     assert!(hf.status.success(), "{}", String::from_utf8_lossy(&hf.stderr));
     assert_eq!(ct2.stdout, hf.stdout);
 }
+
+#[test]
+fn a_model_uri_is_pulled_once_into_the_node_cache() {
+    let cache = std::env::temp_dir().join(format!("tingxie-cli-cache-{}", std::process::id()));
+    let uri = format!("file://{}/", common::model_dir().canonicalize().unwrap().display());
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tingxie")).env("TINGXIE_CACHE_DIR", &cache).args(args).output().unwrap()
+    };
+    let s01 = common::speech("s01.wav");
+    let s01 = s01.to_str().unwrap();
+    let transcribe = ["transcribe", "--timings", "--beam-size", "1", "--model", &uri, s01];
+    let cold = run(&transcribe);
+    assert!(cold.status.success(), "{}", String::from_utf8_lossy(&cold.stderr));
+    assert!(String::from_utf8_lossy(&cold.stderr).contains(r#""cache":"miss""#), "{}", String::from_utf8_lossy(&cold.stderr));
+    assert!(String::from_utf8_lossy(&cold.stdout).contains("lazy dog"));
+    let warm = run(&transcribe);
+    assert!(String::from_utf8_lossy(&warm.stderr).contains(r#""cache":"hit""#), "{}", String::from_utf8_lossy(&warm.stderr));
+    assert_eq!(warm.stdout, cold.stdout);
+    let ls = run(&["cache", "ls"]);
+    assert!(ls.status.success());
+    let listed = String::from_utf8_lossy(&ls.stdout);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.contains(&uri) || listed.contains("whisper-tiny-en"), "{listed}");
+    assert!(run(&["cache", "verify"]).status.success());
+    // A cached file damaged on disk is found by verify (exit 1) and repaired by the next pull.
+    let cached_bin = std::fs::read_dir(cache.join("models")).unwrap().flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .map(|v| v.path().join("model/model.bin"))
+        .find(|p| p.is_file())
+        .expect("cached model.bin");
+    let mut bytes = std::fs::read(&cached_bin).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&cached_bin, &bytes).unwrap();
+    assert_eq!(run(&["cache", "verify"]).status.code(), Some(1));
+    let repaired = run(&transcribe);
+    assert!(repaired.status.success(), "{}", String::from_utf8_lossy(&repaired.stderr));
+    assert_eq!(repaired.stdout, cold.stdout);
+    std::fs::remove_dir_all(&cache).unwrap();
+}

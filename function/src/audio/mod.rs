@@ -1,0 +1,312 @@
+//! Audio input: any supported container and codec in, mono `f32` samples at 16 kHz out.
+//!
+//! Containers/codecs: WAV (PCM 8/16/24/32-bit integer, 32/64-bit float, A-law, mu-law), FLAC,
+//! MP3, Ogg/Vorbis and Ogg/Opus (libopus through `symphonia-adapter-libopus`). Channels are
+//! averaged; other sample rates are resampled with rubato's FFT (windowed-sinc) resampler.
+//! Encoder delay and padding are removed where the container records them (LAME/Xing header
+//! for MP3, pre-skip and end granule for Opus), so decoded files have their true duration.
+
+use std::fs::File;
+use std::io::{Cursor, Read, Seek, SeekFrom};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::OnceLock;
+
+use symphonia::core::audio::GenericAudioBufferRef;
+use symphonia::core::codecs::audio::well_known::*;
+use symphonia::core::codecs::audio::{AudioCodecId, AudioDecoderOptions};
+use symphonia::core::codecs::registry::CodecRegistry;
+use symphonia::core::errors::Error as SymError;
+use symphonia::core::formats::probe::{Hint, Probe, ProbeOptions};
+use symphonia::core::formats::{FormatOptions, TrackType};
+use symphonia::core::io::{MediaSource, MediaSourceStream};
+use symphonia::core::meta::MetadataOptions;
+use symphonia_adapter_libopus::OpusDecoder;
+
+use crate::error::{Error, Result};
+
+mod resample;
+mod sniff;
+
+use resample::resample;
+use sniff::{check_wav_header, describe_unrecognized};
+
+/// The sample rate Whisper expects, and the rate of everything this module returns.
+pub const SAMPLE_RATE: u32 = 16_000;
+
+/// Rates outside this range are either corrupt headers or would make the resampler's
+/// output (or its FFT) absurdly large.
+const MIN_RATE: u32 = 1_000;
+const MAX_RATE: u32 = 768_000;
+
+/// How far into the input the first audio frame may be (after tags or junk).
+const MAX_PROBE_DEPTH: u32 = 16 << 20;
+
+/// How much of the input is kept aside to explain failures (WAV header, magic numbers).
+const HEAD_LEN: usize = 4096;
+
+/// Decodes an audio file; the extension (if any) is used as a probing hint only.
+pub fn decode_file(path: &Path) -> Result<Vec<f32>> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut head = Vec::with_capacity(HEAD_LEN);
+    (&mut file)
+        .take(HEAD_LEN as u64)
+        .read_to_end(&mut head)
+        .and_then(|_| file.seek(SeekFrom::Start(0)))
+        .map_err(|e| Error::io(path, e))?;
+    let hint = path.extension().and_then(|e| e.to_str());
+    decode_source(Box::new(file), &head, hint)
+}
+
+/// Decodes audio held in memory. `hint` is a file extension (`"mp3"`, `".wav"`) or a MIME type
+/// (`"audio/ogg; codecs=opus"`); without one the content alone decides.
+pub fn decode_bytes(bytes: Vec<u8>, hint: Option<&str>) -> Result<Vec<f32>> {
+    let head = bytes[..bytes.len().min(HEAD_LEN)].to_vec();
+    decode_source(Box::new(Cursor::new(bytes)), &head, hint)
+}
+
+fn decode_source(
+    source: Box<dyn MediaSource>,
+    head: &[u8],
+    hint: Option<&str>,
+) -> Result<Vec<f32>> {
+    if head.is_empty() {
+        return Err(Error::InvalidAudio("input is empty (0 bytes)".into()));
+    }
+    check_wav_header(head)?;
+    let hint = make_hint(hint);
+    // Symphonia is meant to return errors on bad input, but it is a large parser fed untrusted
+    // bytes: a panic in it (or in the resampler) must fail this request, not the process.
+    let mut samples = panic::catch_unwind(AssertUnwindSafe(|| {
+        demux_and_decode(source, &hint, head).and_then(|(samples, rate)| resample(samples, rate))
+    }))
+    .unwrap_or_else(|payload| {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(Error::InvalidAudio(format!(
+            "decoder failed on malformed data ({msg})"
+        )))
+    })?;
+    // Float WAVs may hold NaN or values past full scale, and band-limiting can overshoot
+    // slightly on clipped input: keep the documented [-1, 1] contract.
+    for s in &mut samples {
+        *s = if s.is_nan() { 0.0 } else { s.clamp(-1.0, 1.0) };
+    }
+    Ok(samples)
+}
+
+/// Symphonia's format readers, scanning further than its 1 MB default for the first frame:
+/// without the `id3v2` feature an MP3's ID3 tag (cover art can take megabytes) is skipped by
+/// that scan.
+fn probe() -> &'static Probe {
+    static PROBE: OnceLock<Probe> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        let opts = ProbeOptions {
+            max_probe_depth: MAX_PROBE_DEPTH,
+            ..Default::default()
+        };
+        let mut probe = Probe::new_with_options(&opts);
+        symphonia::default::register_enabled_formats(&mut probe);
+        probe
+    })
+}
+
+/// Symphonia's built-in codecs plus libopus, which symphonia does not implement natively.
+fn codecs() -> &'static CodecRegistry {
+    static CODECS: OnceLock<CodecRegistry> = OnceLock::new();
+    CODECS.get_or_init(|| {
+        let mut registry = CodecRegistry::new();
+        symphonia::default::register_enabled_codecs(&mut registry);
+        registry.register_audio_decoder::<OpusDecoder>();
+        registry
+    })
+}
+
+fn make_hint(hint: Option<&str>) -> Hint {
+    let mut out = Hint::new();
+    if let Some(h) = hint.map(str::trim).filter(|h| !h.is_empty()) {
+        if h.contains('/') {
+            // Drop MIME parameters such as "; codecs=opus".
+            let mime = h.split(';').next().unwrap_or(h).trim();
+            out.mime_type(&mime.to_ascii_lowercase());
+        } else {
+            out.with_extension(&h.trim_start_matches('.').to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+/// Returns the mono samples and their sample rate.
+fn demux_and_decode(
+    source: Box<dyn MediaSource>,
+    hint: &Hint,
+    head: &[u8],
+) -> Result<(Vec<f32>, u32)> {
+    let mss = MediaSourceStream::new(source, Default::default());
+    let mut format = probe()
+        .probe(
+            hint,
+            mss,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
+        .map_err(|e| match e {
+            // No reader claimed the data (other `Unsupported` errors come from a reader that
+            // did, e.g. "wav: unsupported wave format").
+            SymError::Unsupported(msg) if msg.contains("no suitable format reader") => {
+                describe_unrecognized(head)
+            }
+            e => sym_error("cannot read container", e),
+        })?;
+
+    let no_track = || Error::InvalidAudio("no audio track found".into());
+    let track = format
+        .default_track(TrackType::Audio)
+        .ok_or_else(no_track)?;
+    let track_id = track.id;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .ok_or_else(no_track)?;
+    match params.sample_rate {
+        None | Some(0) => {
+            return Err(Error::InvalidAudio(
+                "stream declares no sample rate (0 Hz)".into(),
+            ))
+        }
+        Some(r) if !(MIN_RATE..=MAX_RATE).contains(&r) => {
+            return Err(Error::UnsupportedAudio(format!(
+                "sample rate {r} Hz is outside {MIN_RATE}-{MAX_RATE} Hz"
+            )))
+        }
+        Some(_) => {}
+    }
+    if params.channels.as_ref().is_some_and(|c| c.count() == 0) {
+        return Err(Error::InvalidAudio("stream declares 0 channels".into()));
+    }
+    let mut decoder = codecs()
+        .make_audio_decoder(params, &AudioDecoderOptions::default())
+        .map_err(|e| match e {
+            SymError::Unsupported(msg) => {
+                Error::UnsupportedAudio(format!("codec {} ({msg})", codec_name(params.codec)))
+            }
+            e => sym_error("cannot initialise decoder", e),
+        })?;
+
+    let mut mono = Vec::new();
+    let mut rate = None;
+    let mut planes: Vec<Vec<f32>> = Vec::new();
+    let mut skipped = 0usize;
+    let mut last_error: Option<String> = None;
+    loop {
+        let packet = match format.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            // A chained Ogg stream starts a new track list; the first stream is what we want.
+            Err(SymError::ResetRequired) => break,
+            // Truncated or corrupt from here on: keep what was decoded so far (as ffmpeg does).
+            Err(e) => {
+                last_error = Some(e.to_string());
+                break;
+            }
+        };
+        if packet.track_id != track_id {
+            continue;
+        }
+        match decoder.decode(&packet) {
+            Ok(buf) => {
+                let r = buf.spec().rate();
+                if *rate.get_or_insert(r) == r {
+                    append_mono(&buf, &mut planes, &mut mono);
+                } else {
+                    // A mid-stream rate change (possible in MP3) cannot join one signal.
+                    skipped += 1;
+                }
+            }
+            // A corrupt packet: skip it and go on, as ffmpeg does.
+            Err(SymError::DecodeError(msg)) => {
+                skipped += 1;
+                last_error = Some(msg.to_string());
+            }
+            Err(SymError::IoError(e)) => {
+                skipped += 1;
+                last_error = Some(e.to_string());
+            }
+            Err(e) => {
+                last_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+
+    if mono.is_empty() {
+        let why = match last_error {
+            Some(e) if skipped > 0 => {
+                format!("no audio samples decoded ({skipped} packets failed; last error: {e})")
+            }
+            Some(e) => format!("no audio samples decoded ({e})"),
+            None => "no audio samples decoded (the stream is empty)".to_string(),
+        };
+        return Err(Error::InvalidAudio(why));
+    }
+    // The track's declared rate was validated; the decoder's own rate is what counts.
+    let rate = rate.unwrap_or(SAMPLE_RATE);
+    if !(MIN_RATE..=MAX_RATE).contains(&rate) {
+        return Err(Error::UnsupportedAudio(format!(
+            "sample rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz"
+        )));
+    }
+    Ok((mono, rate))
+}
+
+/// Appends one decoded buffer to `out`, averaging its channels.
+fn append_mono(buf: &GenericAudioBufferRef<'_>, planes: &mut Vec<Vec<f32>>, out: &mut Vec<f32>) {
+    // Integer samples become f32 by plain division (i16: s / 32768), so 16-bit mono input
+    // comes out bit-identical to numpy's `int16 / 32768.0`.
+    buf.copy_to_vecs_planar::<f32>(planes);
+    match planes.as_slice() {
+        [] => {}
+        [only] => out.extend_from_slice(only),
+        all => {
+            let n = all.len() as f32;
+            out.extend((0..all[0].len()).map(|i| all.iter().map(|p| p[i]).sum::<f32>() / n));
+        }
+    }
+}
+
+/// Explains a symphonia error as one of ours; `what` says which step failed.
+fn sym_error(what: &str, e: SymError) -> Error {
+    match e {
+        SymError::Unsupported(msg) => Error::UnsupportedAudio(msg.to_string()),
+        SymError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::InvalidAudio(format!("{what}: data ends early (truncated file?)"))
+        }
+        e => Error::InvalidAudio(format!("{what}: {e}")),
+    }
+}
+
+fn codec_name(id: AudioCodecId) -> String {
+    let name = match id {
+        CODEC_ID_OPUS => "Opus",
+        CODEC_ID_VORBIS => "Vorbis",
+        CODEC_ID_FLAC => "FLAC",
+        CODEC_ID_MP3 => "MP3",
+        CODEC_ID_AAC => "AAC",
+        CODEC_ID_ALAC => "ALAC",
+        CODEC_ID_AC3 | CODEC_ID_EAC3 => "AC-3",
+        CODEC_ID_WMA => "WMA",
+        CODEC_ID_SPEEX => "Speex",
+        CODEC_ID_MP1 | CODEC_ID_MP2 => "MPEG audio layer I/II",
+        CODEC_ID_ADPCM_MS | CODEC_ID_ADPCM_IMA_WAV | CODEC_ID_ADPCM_IMA_QT => "ADPCM",
+        CODEC_ID_ADPCM_G722 | CODEC_ID_ADPCM_G726 | CODEC_ID_ADPCM_G726LE => "G.722/G.726 ADPCM",
+        _ => return format!("{id}"),
+    };
+    name.to_string()
+}
+
+#[cfg(test)]
+mod tests;
