@@ -110,7 +110,7 @@ fn versus(model: &Path, fixtures: &Path, threads: usize, python: &Path, reps: us
         .filter(|r| r["file"].starts_with('s') && r["codec"] == "pcm_s16le" && !r["file"].contains("silence"))
         .map(|r| speech.join(&r["file"]))
         .collect();
-    let cases: Vec<(&str, Vec<PathBuf>)> = vec![("long_5min.wav", vec![speech.join("long_5min.wav")]), ("24 short files", short)];
+    let cases: Vec<(&str, Vec<PathBuf>)> = vec![("long_5min.wav", vec![speech.join("long_5min.wav")]), ("short files", short)];
     println!("threads {threads}, median of {reps} run(s); wall = whole process (start, model load, decode, transcribe)\n");
     println!("| input | mode | tingxie wall s | faster-whisper wall s | wall ratio | tingxie peak RSS MiB | faster-whisper peak RSS MiB | RSS ratio | same text |");
     println!("|---|---|---|---|---|---|---|---|---|");

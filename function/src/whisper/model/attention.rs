@@ -25,6 +25,12 @@ fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
     x.swap_dims(1, 2).reshape([b, t, h * dh])
 }
 
+/// The same values in row-major order: reshaping a strided view materialises it.
+fn contiguous<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [b, h, t, d] = x.dims();
+    x.reshape([b * h, t, d]).reshape([b, h, t, d])
+}
+
 /// softmax(q kᵀ / sqrt(head_dim)) v. Whisper scales q and k by head_dim^-1/4 each; CTranslate2
 /// scales q by head_dim^-1/2 — the same product.
 fn scaled_dot_product<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>, causal: bool) -> Tensor<B, 4> {
@@ -94,12 +100,13 @@ impl<B: Backend> CrossAttention<B> {
         })
     }
 
-    /// Projects the encoder output to keys and values, once per window.
+    /// Projects the encoder output to keys and values, once per window. They are stored
+    /// contiguous: every decoding step reads them, and a strided view costs a copy each time.
     pub fn memory(&self, encoded: Tensor<B, 3>) -> KeyValue<B> {
         let kv = self.key_value.forward(encoded);
         let k = split_heads(kv.clone().narrow(2, 0, self.dim), self.heads);
         let v = split_heads(kv.narrow(2, self.dim, self.dim), self.heads);
-        (k, v)
+        (contiguous(k), contiguous(v))
     }
 
     /// Returns `x + attn(norm(x), memory)`.
