@@ -123,27 +123,28 @@ fn reflect_pad(samples: &[f32]) -> Vec<f32> {
     (-(half as isize)..(n + half) as isize).map(reflect).collect()
 }
 
+// The Slaney mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above.
+const HZ_PER_MEL: f64 = 200.0 / 3.0;
+const LOG_START_HZ: f64 = 1000.0;
+const LOG_START_MEL: f64 = LOG_START_HZ / HZ_PER_MEL;
+
+fn log_step() -> f64 {
+    6.4f64.ln() / 27.0
+}
+
 fn hz_to_mel(hz: f64) -> f64 {
-    let f_sp = 200.0 / 3.0;
-    let min_log_hz = 1000.0;
-    let min_log_mel = min_log_hz / f_sp;
-    let logstep = (6.4f64).ln() / 27.0;
-    if hz >= min_log_hz {
-        min_log_mel + (hz / min_log_hz).ln() / logstep
+    if hz >= LOG_START_HZ {
+        LOG_START_MEL + (hz / LOG_START_HZ).ln() / log_step()
     } else {
-        hz / f_sp
+        hz / HZ_PER_MEL
     }
 }
 
 fn mel_to_hz(mel: f64) -> f64 {
-    let f_sp = 200.0 / 3.0;
-    let min_log_hz = 1000.0;
-    let min_log_mel = min_log_hz / f_sp;
-    let logstep = (6.4f64).ln() / 27.0;
-    if mel >= min_log_mel {
-        min_log_hz * (logstep * (mel - min_log_mel)).exp()
+    if mel >= LOG_START_MEL {
+        LOG_START_HZ * (log_step() * (mel - LOG_START_MEL)).exp()
     } else {
-        f_sp * mel
+        HZ_PER_MEL * mel
     }
 }
 

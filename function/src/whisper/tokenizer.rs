@@ -21,6 +21,24 @@ pub struct SpecialTokens {
     pub timestamp_end: u32,
 }
 
+impl SpecialTokens {
+    /// A tiny vocabulary for unit tests: text ids 0-9, eot 10, controls 11-16, timestamps 17..=end.
+    #[cfg(test)]
+    pub fn for_tests(timestamp_end: u32) -> Self {
+        SpecialTokens {
+            eot: 10,
+            sot: 11,
+            translate: 12,
+            transcribe: 13,
+            sot_prev: 14,
+            no_speech: 15,
+            no_timestamps: 16,
+            timestamp_begin: 17,
+            timestamp_end,
+        }
+    }
+}
+
 pub struct WhisperTokenizer {
     inner: tokenizers::Tokenizer,
     pub specials: SpecialTokens,

@@ -108,25 +108,11 @@ impl LogitRules {
 mod tests {
     use super::*;
 
-    fn specials() -> SpecialTokens {
-        SpecialTokens {
-            eot: 10,
-            sot: 11,
-            translate: 12,
-            transcribe: 13,
-            sot_prev: 14,
-            no_speech: 15,
-            no_timestamps: 16,
-            timestamp_begin: 17,
-            timestamp_end: 29,
-        }
-    }
-
     fn rules() -> LogitRules {
         LogitRules {
             suppress: vec![3],
             suppress_at_start: vec![4, 10],
-            specials: specials(),
+            specials: SpecialTokens::for_tests(29),
             timestamps: true,
             max_initial_timestamp: Some(19),
         }

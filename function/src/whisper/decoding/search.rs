@@ -279,17 +279,7 @@ mod tests {
         LogitRules {
             suppress: vec![],
             suppress_at_start: vec![],
-            specials: SpecialTokens {
-                eot: EOT,
-                sot: 11,
-                translate: 12,
-                transcribe: 13,
-                sot_prev: 14,
-                no_speech: 15,
-                no_timestamps: 16,
-                timestamp_begin: 17,
-                timestamp_end: 19,
-            },
+            specials: SpecialTokens::for_tests(19),
             timestamps: false,
             max_initial_timestamp: None,
         }
