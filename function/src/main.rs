@@ -148,7 +148,7 @@ fn transcribe(args: TranscribeArgs) -> ExitCode {
             let transcript = model.transcribe(&samples, &options)?;
             if args.timings {
                 let total = start.elapsed().as_secs_f64();
-                let audio_s = samples.len() as f64 / 16_000.0;
+                let audio_s = samples.len() as f64 / f64::from(tingxie::audio::SAMPLE_RATE);
                 eprintln!("{}", serde_json::json!({"file": file, "audio_s": audio_s, "decode_audio_s": decoded, "transcribe_s": total - decoded, "real_time_factor": (total - decoded) / audio_s}));
             }
             Ok(transcript)

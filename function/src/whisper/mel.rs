@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rustfft::num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
 
-pub const SAMPLE_RATE: usize = 16_000;
+pub const SAMPLE_RATE: usize = crate::audio::SAMPLE_RATE as usize;
 pub const N_FFT: usize = 400;
 pub const HOP_LENGTH: usize = 160;
 /// Frames in one 30 s window.

@@ -10,7 +10,7 @@ use burn::tensor::{Tensor, TensorData};
 use super::decoding::options::{DecodeOptions, Task};
 use super::decoding::rules::LogitRules;
 use super::decoding::search::{self, Hypothesis, Rng, SearchSettings};
-use super::mel::{LogMel, MelFrontend, FRAME_SECONDS, WINDOW_FRAMES};
+use super::mel::{LogMel, MelFrontend, FRAME_SECONDS, SAMPLE_RATE, WINDOW_FRAMES};
 use super::model::Whisper;
 use super::session::WindowSession;
 use super::tokenizer::WhisperTokenizer;
@@ -130,7 +130,7 @@ impl<B: Backend> Transcriber<B> {
             }
         }
         let text = segments.iter().map(|s| s.text.as_str()).collect::<String>().trim().to_string();
-        Ok(Transcript { text, segments, language, duration: samples.len() as f64 / 16_000.0 })
+        Ok(Transcript { text, segments, language, duration: samples.len() as f64 / SAMPLE_RATE as f64 })
     }
 
     /// `<|startoftranscript|>` plus, for multilingual models, language and task tokens.

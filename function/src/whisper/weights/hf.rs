@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
+use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 
 use super::names::{hf_source, Part};
@@ -13,6 +14,10 @@ use crate::whisper::config::WhisperConfig;
 pub struct HfCheckpoint {
     path: PathBuf,
     map: memmap2::Mmap,
+    /// The header, parsed once: tensor names, dtypes, shapes and byte ranges.
+    metadata: Metadata,
+    /// Where tensor data starts in the file (after the 8-byte length and the header).
+    data_start: usize,
     config: WhisperConfig,
 }
 
@@ -26,20 +31,25 @@ impl HfCheckpoint {
         config.validate()?;
         let path = dir.join("model.safetensors");
         let map = map_file(&path)?;
-        SafeTensors::deserialize(&map).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
-        Ok(HfCheckpoint { path, map, config })
+        let (header_len, metadata) =
+            SafeTensors::read_metadata(&map).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+        Ok(HfCheckpoint { path, map, metadata, data_start: 8 + header_len, config })
     }
 
-    fn read(&self, tensors: &SafeTensors, name: &str) -> Result<HostTensor> {
-        let view = tensors.tensor(name).map_err(|_| missing(name, &self.path))?;
-        let bytes = view.data();
-        let data: Vec<f32> = match view.dtype() {
+    fn read(&self, name: &str) -> Result<HostTensor> {
+        let info = self.metadata.info(name).ok_or_else(|| missing(name, &self.path))?;
+        let (begin, end) = info.data_offsets;
+        let bytes = self
+            .map
+            .get(self.data_start + begin..self.data_start + end)
+            .ok_or_else(|| Error::Model(format!("tensor `{name}`: data beyond the end of {}", self.path.display())))?;
+        let data: Vec<f32> = match info.dtype {
             Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
             Dtype::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             Dtype::BF16 => bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             other => return Err(Error::Model(format!("tensor `{name}`: unsupported dtype {other:?}"))),
         };
-        Ok(HostTensor { shape: view.shape().to_vec(), data })
+        Ok(HostTensor { shape: info.shape.clone(), data })
     }
 }
 
@@ -49,8 +59,6 @@ impl TensorSource for HfCheckpoint {
     }
 
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
-        let tensors = SafeTensors::deserialize(&self.map)
-            .map_err(|e| Error::Model(format!("{}: {e}", self.path.display())))?;
         let parts = hf_source(name)
             .ok_or_else(|| Error::Model(format!("no Hugging Face name for tensor `{name}`")))?;
         // Fused tensors are the parts stacked on axis 0; a Zeros part is one block of rows.
@@ -63,7 +71,7 @@ impl TensorSource for HfCheckpoint {
                 Part::Tensor(hf_name) => {
                     let mut expected = shape.to_vec();
                     expected[0] = block_rows;
-                    let t = self.read(&tensors, hf_name)?;
+                    let t = self.read(hf_name)?;
                     check_shape(hf_name, &expected, &t.shape)?;
                     data.extend(t.data);
                 }
