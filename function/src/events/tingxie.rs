@@ -1,0 +1,147 @@
+//! tingxie's own `dev.tingxie.transcription.requested`: `{"source": URI}` or
+//! `{"audio": BASE64}`, plus [`RequestOptions`] fields. Unknown fields are errors so that a
+//! typo (`langauge`) fails loudly instead of being silently ignored.
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use serde_json::Value;
+
+use super::json;
+use super::object::check_output_prefix;
+use super::{
+    Audio, EventError, Job, ObjectRef, Parsed, RequestOptions, REQUEST_EVENT_TYPE, RESPONSE_FORMATS,
+};
+
+const TY: &str = REQUEST_EVENT_TYPE;
+const FIELDS: &[&str] = &[
+    "source",
+    "audio",
+    "language",
+    "prompt",
+    "temperature",
+    "beam_size",
+    "response_format",
+    "output",
+];
+
+/// Standard alphabet; padding optional, as many encoders drop it.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+pub(super) fn parse(data: &Value) -> Result<Parsed, EventError> {
+    let m = json::as_obj(TY, "", data)?;
+    if let Some(unknown) = m.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(EventError::UnknownField {
+            event_type: TY.into(),
+            field: unknown.clone(),
+            accepted: FIELDS.join(", "),
+        });
+    }
+    let source = json::opt_str(TY, m, "", "source")?;
+    let audio = json::opt_str(TY, m, "", "audio")?;
+    let audio = match (source, audio) {
+        (Some(_), Some(_)) => {
+            return Err(json::invalid_data(
+                TY,
+                "give either `source` or `audio`, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(json::invalid_data(
+                TY,
+                "missing `source` (a URI) or `audio` (base64 bytes)",
+            ))
+        }
+        (Some(uri), None) => Audio::Object(ObjectRef::parse(uri)?),
+        (None, Some(b64)) => Audio::Inline(decode_audio(b64)?),
+    };
+    let beam_size = match json::opt_u64(TY, m, "", "beam_size")? {
+        Some(n) => {
+            Some(usize::try_from(n).map_err(|_| json::invalid(TY, "beam_size", "too large"))?)
+        }
+        None => None,
+    };
+    let temperature = match m.get("temperature") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_f64().map(|t| t as f32),
+        Some(v) => {
+            return Err(json::invalid(
+                TY,
+                "temperature",
+                format!("expected a number, got {}", json::describe(v)),
+            ))
+        }
+    };
+    let options = RequestOptions {
+        language: json::opt_str(TY, m, "", "language")?.map(str::to_string),
+        prompt: json::opt_str(TY, m, "", "prompt")?.map(str::to_string),
+        temperature,
+        beam_size,
+        response_format: json::opt_str(TY, m, "", "response_format")?.map(str::to_string),
+        output: json::opt_str(TY, m, "", "output")?.map(str::to_string),
+    };
+    options.validate()?;
+    Ok(Parsed::Jobs(vec![Job {
+        audio,
+        options,
+        event_name: Some(TY.to_string()),
+    }]))
+}
+
+/// Base64 with line breaks allowed (`base64` the tool wraps at 76 columns).
+fn decode_audio(b64: &str) -> Result<Vec<u8>, EventError> {
+    let compact: String = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    if compact.is_empty() {
+        return Err(json::invalid(TY, "audio", "empty"));
+    }
+    BASE64
+        .decode(compact.as_bytes())
+        .map_err(|e| json::invalid(TY, "audio", format!("invalid base64: {e}")))
+}
+
+impl RequestOptions {
+    /// Checks values the way the HTTP API should too: a known `response_format`, a
+    /// `temperature` in 0..=1, a `beam_size` of at least 1, a plausible `language` code,
+    /// and an `output` prefix with a supported scheme. Limits on sizes are the server's.
+    pub fn validate(&self) -> Result<(), EventError> {
+        if let Some(lang) = &self.language {
+            let ok = !lang.is_empty()
+                && lang.len() <= 32
+                && lang
+                    .bytes()
+                    .all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_');
+            if !ok {
+                return Err(json::invalid(
+                    TY,
+                    "language",
+                    format!("{lang:?} is not a language code such as \"en\""),
+                ));
+            }
+        }
+        if let Some(t) = self.temperature {
+            if !(t.is_finite() && (0.0..=1.0).contains(&t)) {
+                return Err(json::invalid(
+                    TY,
+                    "temperature",
+                    format!("{t} is outside 0..=1"),
+                ));
+            }
+        }
+        if self.beam_size == Some(0) {
+            return Err(json::invalid(TY, "beam_size", "must be at least 1"));
+        }
+        if let Some(f) = &self.response_format {
+            if !RESPONSE_FORMATS.contains(&f.as_str()) {
+                let reason = format!("{f:?} is not one of {}", RESPONSE_FORMATS.join(", "));
+                return Err(json::invalid(TY, "response_format", reason));
+            }
+        }
+        if let Some(out) = &self.output {
+            check_output_prefix(out).map_err(|e| json::invalid(TY, "output", e.to_string()))?;
+        }
+        Ok(())
+    }
+}
