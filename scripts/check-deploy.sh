@@ -28,10 +28,10 @@ step() {  # step NAME COMMAND...: run, keep its output, count it
   if "$@" >"$out/log" 2>&1; then
     passed=$((passed + 1)); echo "PASS $name"
   else
-    failed=$((failed + 1)); echo "FAIL $name"; sed 's/^/    /' "$out/log"
+    failed=$((failed + 1)); echo "FAIL $name"; grep -v '^PASS' "$out/log" | sed 's/^/    /'
   fi
 }
-show() { sed -n '/^\(FAIL\|PASS\)/!p' "$out/log" | tail -n 3 | sed 's/^/    /'; }
+show() { [ "$(tail -n 1 "$out/log")" = "" ] || tail -n 1 "$out/log" | sed 's/^/    /'; }  # a step's summary line
 
 for tool in "$PY" "$KUBECTL" "$KUBECTL_DEBIAN" "$VENV/bin/hadolint" "$VENV/bin/kubernetes-validate"; do
   [ -x "$tool" ] || { echo "missing $tool: run make deploy-tools" >&2; exit 2; }

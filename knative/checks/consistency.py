@@ -354,10 +354,13 @@ def check_prewarm(rendered):
     check("gpu: TINGXIE_CACHE_DIR is a hostPath mount in the Service", cache_vol in svc_host)
     check("gpu: DaemonSet fills the same hostPath", set(svc_host.values()) <= set(ds_host.values()),
           f"{svc_host} vs {ds_host}")
+    cache_dir = senv.get("TINGXIE_CACHE_DIR", "?")
     for k in ("TINGXIE_KERNEL_CACHE_DIR", "CUDA_CACHE_PATH"):
-        v = senv.get(k, "")
+        # TINGXIE_KERNEL_CACHE_DIR defaults to $TINGXIE_CACHE_DIR/kernels.
+        default = cache_dir + "/kernels" if k == "TINGXIE_KERNEL_CACHE_DIR" else ""
+        v = senv.get(k) or default
         check(f"gpu: {k} ({v}) is on the node-local cache", bool(v)
-              and v.startswith(senv.get("TINGXIE_CACHE_DIR", "?") + "/"))
+              and v.startswith(cache_dir + "/"))
     check("gpu: DaemonSet runs on the Service's nodes (nodeSelector, tolerations)",
           pod.get("nodeSelector") == spec.get("nodeSelector")
           and pod.get("tolerations") == spec.get("tolerations"))
