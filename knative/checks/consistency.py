@@ -369,6 +369,31 @@ def check_prewarm(rendered):
     check("gpu: DaemonSet takes no GPU", not gpu_ask)
 
 
+def check_func_yaml(rendered):
+    path = os.path.join(ROOT, "function", "func.yaml")
+    check("function/func.yaml exists", os.path.exists(path))
+    if not os.path.exists(path):
+        return
+    fn = yaml.safe_load(read(path))
+    names, where = config_env_names()
+    _, spec, ctr, _ = tingxie_parts(rendered["cpu"])
+    check("func.yaml: runtime rust", fn.get("runtime") == "rust")
+    deploy = fn.get("deploy", {})
+    health = deploy.get("healthEndpoints", {})
+    check("func.yaml: health endpoints = the Service's probes",
+          health.get("liveness") == ctr["livenessProbe"]["httpGet"]["path"]
+          and health.get("readiness") == ctr["readinessProbe"]["httpGet"]["path"])
+    envs = deploy.get("env", []) + fn.get("run", {}).get("envs", [])
+    for e in envs:
+        if not e["name"].startswith(EXTERNAL_ENV_PREFIXES):
+            check(f"func.yaml: env {e['name']} is read by tingxie", e["name"] in names)
+    depth = next((int(e["value"]) for e in deploy.get("env", [])
+                  if e["name"] == "TINGXIE_QUEUE_DEPTH"), None)
+    conc = deploy.get("options", {}).get("resources", {}).get("limits", {}).get("concurrency")
+    check(f"func.yaml: concurrency {conc} = TINGXIE_QUEUE_DEPTH {depth} + 1",
+          depth is not None and conc == depth + 1)
+
+
 def check_security(rendered):
     for overlay, docs in rendered.items():
         for d in docs:
@@ -515,6 +540,7 @@ def main():
         check_features(rendered, args.features)
         check_prewarm(rendered)
         check_security(rendered)
+        check_func_yaml(rendered)
     check_metrics(dict(rendered, monitoring=mon), metrics_text, label)
     failed = results.count(False)
     print(f"consistency: {len(results) - failed} passed, {failed} failed")
