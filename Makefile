@@ -9,7 +9,7 @@ MODEL ?= models/whisper-tiny-en
 MODEL_HF ?= models/whisper-tiny-en-hf
 AUDIO ?= $(SHARED)/fixtures/speech/s01.wav
 
-.PHONY: all build models venv test run bench gpu-bundle fmt clippy
+.PHONY: all build models venv test run bench loadtest soak coldstart gpu-bundle fmt clippy
 
 all: build
 
@@ -42,6 +42,32 @@ run: $(MODEL)/model.bin
 bench: models venv
 	$(CARGO) build --release --bins
 	$(CARGO) run --release --bin tingxie-bench -- --model $(MODEL) --fixtures $(SHARED)/fixtures versus --threads $${THREADS:-2} --python $(VENV)/bin/python --reps $${REPS:-1}
+
+# Load test (loadtest/README.md): http, openai and events scenarios against a tingxie started
+# here (events through moto), report in target/loadtest/load. CONCURRENCY, RATE (open loop),
+# WARMUP, DURATION, THREADS, OUT and LOADTEST_ARGS override the defaults.
+TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)
+LOADTEST = $(TARGET_DIR)/release/tingxie-loadtest
+LOAD_MODEL = $(if $(RATE),--rate $(RATE),--concurrency $${CONCURRENCY:-2})
+loadtest: models venv
+	$(CARGO) build --release -p tingxie -p tingxie-loadtest
+	$(LOADTEST) run --spawn $(TARGET_DIR)/release/tingxie --model $(MODEL) --threads $${THREADS:-2} \
+	  --scenario $${SCENARIOS:-http,openai,events} --moto $(VENV)/bin/moto_server --audio $(SHARED)/fixtures/speech \
+	  $(LOAD_MODEL) --warmup $${WARMUP:-10s} --duration $${DURATION:-60s} \
+	  --out $${OUT:-target/loadtest/load} --fail-on-errors $(LOADTEST_ARGS)
+
+# The 10-minute soak of BENCHMARKS.md: open loop at RATE req/s on /transcribe.
+soak:
+	SCENARIOS=http RATE=$${RATE:-0.5} WARMUP=30s DURATION=10m OUT=target/loadtest/soak $(MAKE) loadtest
+
+# Scale from zero, side by side with faster-whisper: the model pulled from moto into an empty
+# node cache, then from a warm one; REPS repetitions; report in target/loadtest/coldstart.
+coldstart: models venv
+	$(CARGO) build --release -p tingxie -p tingxie-loadtest
+	$(LOADTEST) coldstart --server $(TARGET_DIR)/release/tingxie --model $(MODEL) \
+	  --model-uri s3://models/whisper-tiny-en/ --upload-model --moto $(VENV)/bin/moto_server \
+	  --reps $${REPS:-10} --threads $${THREADS:-2} --peer faster-whisper --python $(VENV)/bin/python \
+	  --out $${OUT:-target/loadtest/coldstart} $(COLDSTART_ARGS)
 
 # Binaries, model and audio packed for the GPU machine (function/gpu-check.sh).
 gpu-bundle: models
