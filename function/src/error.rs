@@ -23,12 +23,60 @@ pub enum Error {
     /// The compute device failed; a retry (on a fresh engine) may succeed.
     #[error("device: {0}")]
     Device(String),
+    /// A request or event is malformed: not a CloudEvent, an unknown type, a missing field.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The request's content type is not one this endpoint takes.
+    #[error("unsupported content type: {0}")]
+    UnsupportedMediaType(String),
+    /// A body, object or recording is over a configured limit.
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// The source is not in TINGXIE_ALLOWED_SOURCES.
+    #[error("source not allowed: {0}")]
+    Forbidden(String),
+    /// The source object does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Object storage failed; `retryable` says whether trying again may help.
+    #[error("object store: {message}")]
+    Store { message: String, retryable: bool },
+    /// The engine queue is full: try again after a while.
+    #[error("busy: {0}")]
+    Busy(String),
+    /// The model is not loaded yet, or the server is shutting down: try again (elsewhere).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl Error {
     /// True when the same request may succeed if tried again later.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Device(_) | Error::Io { .. })
+        match self {
+            Error::Device(_) | Error::Io { .. } | Error::Busy(_) | Error::Unavailable(_) => true,
+            Error::Store { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+
+    /// A copy for a second waiter on the same work (I/O errors keep their kind and message).
+    pub fn duplicate(&self) -> Error {
+        match self {
+            Error::InvalidAudio(m) => Error::InvalidAudio(m.clone()),
+            Error::UnsupportedAudio(m) => Error::UnsupportedAudio(m.clone()),
+            Error::InvalidArgument { field, reason } => Error::InvalidArgument { field, reason: reason.clone() },
+            Error::Model(m) => Error::Model(m.clone()),
+            Error::Io { path, source } => Error::io(path.clone(), std::io::Error::new(source.kind(), source.to_string())),
+            Error::Device(m) => Error::Device(m.clone()),
+            Error::InvalidRequest(m) => Error::InvalidRequest(m.clone()),
+            Error::UnsupportedMediaType(m) => Error::UnsupportedMediaType(m.clone()),
+            Error::TooLarge(m) => Error::TooLarge(m.clone()),
+            Error::Forbidden(m) => Error::Forbidden(m.clone()),
+            Error::NotFound(m) => Error::NotFound(m.clone()),
+            Error::Store { message, retryable } => Error::Store { message: message.clone(), retryable: *retryable },
+            Error::Busy(m) => Error::Busy(m.clone()),
+            Error::Unavailable(m) => Error::Unavailable(m.clone()),
+        }
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

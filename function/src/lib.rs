@@ -1,9 +1,17 @@
 //! tingxie: speech-to-text for Knative, with Whisper running on burn.
 
 pub mod audio;
+pub mod config;
 pub mod device;
+pub mod engine;
 pub mod error;
+pub mod events;
+pub mod metrics;
+pub mod objects;
 pub mod output;
+pub mod server;
+pub mod service;
+pub mod startup;
 pub mod transcript;
 pub mod whisper;
 

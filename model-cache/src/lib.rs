@@ -118,6 +118,23 @@ pub struct CacheEntry {
     pub last_used: Option<SystemTime>,
 }
 
+/// An object store client for the bucket (or container, or the local file system) that `uri`
+/// names, built as model downloads build theirs: credentials from the standard environment
+/// variables, the cache's timeouts and retries. Returns the client and the path of `uri` in it.
+/// The service uses it for audio sources and transcript outputs.
+pub fn open_store(
+    uri: &str,
+    config: &CacheConfig,
+) -> Result<(Arc<dyn object_store::ObjectStore>, object_store::path::Path)> {
+    match uri::parse(uri)? {
+        uri::ModelSource::Remote(remote) => Ok((store::build(&remote, config)?, remote.prefix)),
+        uri::ModelSource::Local(_) => Err(Error::InvalidUri {
+            uri: uri.to_string(),
+            reason: "expected a URI such as s3://bucket/ or file:///dir/".into(),
+        }),
+    }
+}
+
 /// The cache. Cheap to clone; clones share the single flights and store clients.
 #[derive(Clone)]
 pub struct ModelCache {

@@ -65,7 +65,7 @@ macro_rules! configure {
     }};
 }
 
-fn build(uri: &RemoteUri, config: &CacheConfig) -> Result<Arc<dyn ObjectStore>> {
+pub(crate) fn build(uri: &RemoteUri, config: &CacheConfig) -> Result<Arc<dyn ObjectStore>> {
     let mut options = vec![
         (
             "connect_timeout".to_string(),

@@ -1,0 +1,80 @@
+//! `tingxie serve` configuration: one struct, read from flags and the environment. Every
+//! default is here; the model-cache options (`TINGXIE_CACHE_*`) live in
+//! `tingxie_model_cache::defaults` and are read by `CacheConfig::from_env`.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::device::DeviceKind;
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// TCP port (Knative sets it).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, env = "TINGXIE_BIND", default_value = "0.0.0.0")]
+    pub bind: String,
+    /// The model: a local folder (used in place) or a URI (s3://, gs://, az://, file://,
+    /// https://) pulled once per node into TINGXIE_CACHE_DIR.
+    #[arg(long, env = "TINGXIE_MODEL", default_value = "models/whisper-tiny-en")]
+    pub model: String,
+    /// Name reported in replies and accepted as the OpenAI `model` field (default: the last
+    /// segment of TINGXIE_MODEL).
+    #[arg(long, env = "TINGXIE_MODEL_NAME")]
+    pub model_name: Option<String>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, env = "TINGXIE_DEVICE", default_value = "cpu")]
+    pub device: DeviceKind,
+    /// CPU threads for the compute kernels (default: all cores the process may use).
+    #[arg(long, env = "TINGXIE_THREADS")]
+    pub threads: Option<usize>,
+    /// URI prefix for transcripts of stored objects. Empty: next to the source, in the same
+    /// bucket under `transcripts/`. Otherwise `{output}/{bucket}/{key}.{json,txt,srt,vtt}`.
+    #[arg(long, env = "TINGXIE_OUTPUT", default_value = "")]
+    pub output: String,
+    /// Comma-separated URI prefixes that events and requests may name as sources
+    /// (`s3://uploads/,gs://bucket/audio/`); `*` allows any. Empty: no stored sources.
+    #[arg(long, env = "TINGXIE_ALLOWED_SOURCES", default_value = "", value_delimiter = ',')]
+    pub allowed_sources: Vec<String>,
+    /// Largest request body and largest source object, in bytes (413 beyond).
+    #[arg(long, env = "TINGXIE_MAX_BODY_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_body_bytes: u64,
+    /// Longest audio accepted, in seconds (413 beyond).
+    #[arg(long, env = "TINGXIE_MAX_AUDIO_SECONDS", default_value_t = 7200.0)]
+    pub max_audio_seconds: f64,
+    /// Requests that may wait for the engine while it computes one; more get 429.
+    /// A pod therefore holds at most QUEUE_DEPTH + 1 requests (Knative containerConcurrency).
+    #[arg(long, env = "TINGXIE_QUEUE_DEPTH", default_value_t = 4)]
+    pub queue_depth: usize,
+    /// Beam width when a request does not say (faster-whisper's default is 5; 1 = greedy).
+    #[arg(long, env = "TINGXIE_BEAM_SIZE", default_value_t = 5)]
+    pub beam_size: usize,
+    /// Seconds that in-flight work may take to finish after SIGTERM.
+    #[arg(long, env = "TINGXIE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+    /// Seconds a client is told to wait (Retry-After) when the queue is full or the model is
+    /// still loading.
+    #[arg(long, env = "TINGXIE_RETRY_AFTER_SECONDS", default_value_t = 2)]
+    pub retry_after_seconds: u64,
+    /// HTTP worker threads (the model runs on its own thread; these only move bytes).
+    #[arg(long, env = "TINGXIE_HTTP_WORKERS", default_value_t = 2)]
+    pub http_workers: usize,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "TINGXIE_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl ServeConfig {
+    pub fn model_name(&self) -> String {
+        self.model_name.clone().unwrap_or_else(|| {
+            let trimmed = self.model.trim_end_matches('/');
+            trimmed.rsplit('/').next().unwrap_or(trimmed).to_string()
+        })
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+}

@@ -1,0 +1,99 @@
+//! Prometheus metrics of the service. The names are a contract: the alert rules and the
+//! Grafana dashboard under `knative/` use them, and a check compares them with `/metrics`.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, GaugeVec, Counter,
+    Opts, Registry, TextEncoder,
+};
+
+/// Buckets for request latency and compute time: 50 ms to 30 min.
+const SECONDS_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
+/// Buckets for the real-time factor (compute seconds per audio second).
+const RTF_BUCKETS: &[f64] = &[0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0];
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub inflight: IntGauge,
+    pub queue_depth: IntGauge,
+    pub queue_capacity: IntGauge,
+    pub queue_wait: Histogram,
+    pub compute: Histogram,
+    pub audio_seconds: Counter,
+    pub real_time_factor: Histogram,
+    pub events: IntCounterVec,
+    pub duplicates_skipped: IntCounter,
+    pub rejected: IntCounterVec,
+    pub cancelled: IntCounter,
+    pub ready: IntGauge,
+    pub cold_start_phase: GaugeVec,
+    pub cache_requests: IntCounterVec,
+    pub cache_bytes: IntCounter,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    registry.register(Box::new(metric.clone())).expect("metric names are unique");
+    metric
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            register(&r, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+        };
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            register(&r, Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec())).expect("valid metric"))
+        };
+        let gauge = |name: &str, help: &str| register(&r, IntGauge::new(name, help).expect("valid metric"));
+        let counter = |name: &str, help: &str| register(&r, IntCounter::new(name, help).expect("valid metric"));
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).expect("process metrics");
+        Metrics {
+            http_requests: counter_vec("tingxie_http_requests_total", "HTTP requests by route and status.", &["route", "status"]),
+            http_duration: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new("tingxie_http_request_duration_seconds", "HTTP request latency by route.")
+                        .buckets(SECONDS_BUCKETS.to_vec()),
+                    &["route"],
+                )
+                .expect("valid metric"),
+            ),
+            inflight: gauge("tingxie_inflight_requests", "HTTP requests being served."),
+            queue_depth: gauge("tingxie_queue_depth", "Jobs waiting for the engine."),
+            queue_capacity: gauge("tingxie_queue_capacity", "Jobs the engine admits at once (queue depth + 1 computing)."),
+            queue_wait: histogram("tingxie_queue_wait_seconds", "Time a job waited for the engine.", SECONDS_BUCKETS),
+            compute: histogram("tingxie_compute_seconds", "Engine time per job.", SECONDS_BUCKETS),
+            audio_seconds: register(&r, Counter::new("tingxie_audio_seconds_total", "Seconds of audio transcribed.").expect("valid metric")),
+            real_time_factor: histogram("tingxie_real_time_factor", "Compute seconds per audio second.", RTF_BUCKETS),
+            events: counter_vec("tingxie_events_total", "Storage events and requests by type and outcome.", &["type", "outcome"]),
+            duplicates_skipped: counter("tingxie_duplicates_skipped_total", "Deliveries answered from an existing transcript."),
+            rejected: counter_vec("tingxie_rejected_total", "Requests refused before work (queue_full, not_ready, draining).", &["reason"]),
+            cancelled: counter("tingxie_cancelled_total", "Jobs dropped before compute because the client went away."),
+            ready: gauge("tingxie_ready", "1 when a request would be served without loading."),
+            cold_start_phase: register(
+                &r,
+                GaugeVec::new(Opts::new("tingxie_cold_start_phase_seconds", "Seconds spent in each start-up phase."), &["phase"])
+                    .expect("valid metric"),
+            ),
+            cache_requests: counter_vec("tingxie_model_cache_requests_total", "Model cache lookups by outcome.", &["outcome"]),
+            cache_bytes: counter("tingxie_model_cache_bytes_downloaded_total", "Model bytes downloaded into the node cache."),
+            registry: r,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("writing to memory");
+        String::from_utf8(out).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

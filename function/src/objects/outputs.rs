@@ -1,0 +1,97 @@
+//! The transcript objects of one source: `NAME.txt`, `.srt`, `.vtt`, then `NAME.json` last.
+//! The JSON (OpenAI's verbose_json plus the source version and model) is the record that the
+//! work is done: a repeated event finds it and returns it instead of transcribing again.
+
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use super::{store_error, Location, SourceVersion};
+use crate::error::{Error, Result};
+use crate::output::{self, Format};
+use crate::transcript::Transcript;
+
+/// Prefix of transcripts written next to their sources.
+pub const DEFAULT_PREFIX: &str = "transcripts/";
+
+/// Formats written besides the JSON record, in write order.
+const SIDE_FORMATS: [Format; 3] = [Format::Text, Format::Srt, Format::Vtt];
+
+/// A transcript record as stored.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Recorded {
+    pub source: SourceVersion,
+    pub model: String,
+    pub text: String,
+    pub language: String,
+    pub duration: f64,
+    /// Every object written for this transcript, the JSON record last.
+    pub outputs: Vec<String>,
+}
+
+pub struct OutputSet {
+    base: Location,
+}
+
+impl OutputSet {
+    pub(super) fn new(base: Location) -> OutputSet {
+        OutputSet { base }
+    }
+
+    pub fn uri(&self, extension: &str) -> String {
+        format!("{}.{extension}", self.base.uri)
+    }
+
+    fn path(&self, extension: &str) -> StorePath {
+        StorePath::from(format!("{}.{extension}", self.base.path))
+    }
+
+    pub fn uris(&self) -> Vec<String> {
+        SIDE_FORMATS.iter().map(|f| self.uri(f.extension())).chain([self.uri("json")]).collect()
+    }
+
+    /// The record of an earlier transcription of this exact source version, if there is one.
+    pub async fn existing(&self, source: &SourceVersion) -> Result<Option<Recorded>> {
+        let got = match self.base.store.get(&self.path("json")).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(store_error(&self.uri("json"), e)),
+        };
+        let bytes = got.bytes().await.map_err(|e| store_error(&self.uri("json"), e))?;
+        // A record we cannot read (another tool's file, an older layout) is simply replaced.
+        let record = serde_json::from_slice::<Recorded>(&bytes).ok();
+        Ok(record.filter(|r| r.source.same_as(source)))
+    }
+
+    /// Writes the subtitle and text files, then the JSON record: a reader that finds the record
+    /// finds the rest.
+    pub async fn write(&self, transcript: &Transcript, source: &SourceVersion, model: &str) -> Result<Recorded> {
+        for format in SIDE_FORMATS {
+            self.put(format.extension(), output::render(transcript, format)).await?;
+        }
+        let record = Recorded {
+            source: source.clone(),
+            model: model.to_string(),
+            text: transcript.text.clone(),
+            language: transcript.language.clone(),
+            duration: transcript.duration,
+            outputs: self.uris(),
+        };
+        let mut json: serde_json::Value = serde_json::from_str(&output::render(transcript, Format::VerboseJson))
+            .map_err(|e| Error::Device(format!("rendering verbose_json: {e}")))?;
+        let extra = serde_json::to_value(&record).expect("record serialises");
+        if let (Some(doc), serde_json::Value::Object(fields)) = (json.as_object_mut(), extra) {
+            doc.extend(fields);
+        }
+        self.put("json", json.to_string()).await?;
+        Ok(record)
+    }
+
+    async fn put(&self, extension: &str, body: String) -> Result<()> {
+        self.base
+            .store
+            .put(&self.path(extension), PutPayload::from(body.into_bytes()))
+            .await
+            .map_err(|e| store_error(&self.uri(extension), e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,87 @@
+//! Errors as HTTP answers: the status follows DESIGN.md (4xx bad input, never retried; 429/503
+//! with Retry-After, try later; other 5xx, a fault that may pass) and the body is OpenAI's
+//! error shape, so OpenAI clients show the message.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::error::Error;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub error: Error,
+    pub retry_after_seconds: u64,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+/// TINGXIE_RETRY_AFTER_SECONDS, set once at start.
+pub static RETRY_AFTER_SECONDS: AtomicU64 = AtomicU64::new(2);
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        ApiError { error, retry_after_seconds: RETRY_AFTER_SECONDS.load(Ordering::Relaxed) }
+    }
+}
+
+/// Status and a short machine-readable code for each error.
+pub fn classify(error: &Error) -> (StatusCode, &'static str) {
+    match error {
+        Error::InvalidAudio(_) => (StatusCode::BAD_REQUEST, "invalid_audio"),
+        Error::InvalidArgument { .. } => (StatusCode::BAD_REQUEST, "invalid_argument"),
+        Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        Error::UnsupportedAudio(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_audio"),
+        Error::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        Error::Forbidden(_) => (StatusCode::FORBIDDEN, "source_not_allowed"),
+        Error::NotFound(_) => (StatusCode::NOT_FOUND, "source_not_found"),
+        Error::Store { retryable: false, .. } => (StatusCode::FORBIDDEN, "store_access_denied"),
+        Error::Store { retryable: true, .. } => (StatusCode::BAD_GATEWAY, "store_unavailable"),
+        Error::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
+        Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        Error::Model(_) | Error::Io { .. } | Error::Device(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+/// `{"error": {"message", "type", "param", "code"}}`.
+pub fn error_body(error: &Error) -> serde_json::Value {
+    let (status, code) = classify(error);
+    let kind = match status.as_u16() {
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "server_error",
+    };
+    let param = match error {
+        Error::InvalidArgument { field, .. } => serde_json::json!(field),
+        _ => serde_json::Value::Null,
+    };
+    serde_json::json!({"error": {"message": error.to_string(), "type": kind, "param": param, "code": code}})
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        classify(&self.error).0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let mut response = HttpResponse::build(status);
+        if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
+            response.insert_header((header::RETRY_AFTER, self.retry_after_seconds.to_string()));
+        }
+        if status.is_server_error() {
+            tracing::error!(error = %self.error, "request failed");
+        } else {
+            tracing::info!(error = %self.error, status = status.as_u16(), "request refused");
+        }
+        response.json(error_body(&self.error))
+    }
+}
+
+pub type ApiResult<T> = std::result::Result<T, ApiError>;

@@ -1,0 +1,226 @@
+//! `POST /`: CloudEvents in binary, structured and batched mode, and storage webhooks that are
+//! not CloudEvents (MinIO, raw S3 notifications, EventBridge). One reply CloudEvent per event.
+//!
+//! Status per event (Knative's retry policy acts on it): 200 + `dev.tingxie.transcription.completed`
+//! when every object it names is transcribed (or was already); 202 with no body when there is
+//! nothing to do; otherwise the status of the most retryable failure, so that a redelivery
+//! happens whenever one could help (work already done is not repeated) and bad input goes to
+//! the dead-letter sink at once.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use cloudevents::binding::actix::HttpResponseBuilderExt;
+use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
+use futures::future::join_all;
+
+use super::body::{media_type, read_limited};
+use super::errors::{classify, error_body, ApiError, ApiResult};
+use crate::error::{Error, Result};
+use crate::events::{self, Audio, EventData, Job, Parsed};
+use crate::output::{self, Format};
+use crate::service::{ObjectOutcome, Service};
+
+const BATCH_MEDIA_TYPE: &str = "application/cloudevents-batch+json";
+const STRUCTURED_MEDIA_TYPE: &str = "application/cloudevents+json";
+/// Events carry inline audio as base64: a third larger than the audio limit.
+fn event_limit(service: &Service) -> u64 {
+    service.config.max_body_bytes / 3 * 4 + 64 * 1024
+}
+
+/// What one event came to.
+pub enum Answer {
+    Completed(serde_json::Value),
+    Ignored(String),
+}
+
+pub async fn receive(req: HttpRequest, payload: web::Payload, service: web::Data<Service>) -> ApiResult<HttpResponse> {
+    let service: Arc<Service> = service.into_inner();
+    let body = read_limited(&req, payload, event_limit(&service)).await?;
+    let media = media_type(&req).unwrap_or_default();
+    if media == BATCH_MEDIA_TYPE {
+        return receive_batch(&service, &body).await;
+    }
+    if req.headers().contains_key("ce-specversion") || media == STRUCTURED_MEDIA_TYPE {
+        let event = cloudevents::binding::http_0_2::to_event(req.headers(), body)
+            .map_err(|e| Error::InvalidRequest(format!("not a valid CloudEvent: {e}")))?;
+        let answer = handle_event(&service, &event).await;
+        return Ok(match answer {
+            Ok(Answer::Completed(data)) => HttpResponse::Ok().event(reply(&event, data)).map_err(|e| Error::Device(format!("reply event: {e}")))?,
+            Ok(Answer::Ignored(reason)) => ignored(&reason),
+            Err(e) => return Err(e.into()),
+        });
+    }
+    if media == "application/json" || media.is_empty() {
+        let value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| Error::InvalidRequest(format!("body is neither a CloudEvent (no ce-specversion header) nor JSON: {e}")))?;
+        if let Some(code) = events::eventgrid_validation_code(&value) {
+            tracing::info!("answering Azure Event Grid's subscription validation");
+            return Ok(HttpResponse::Ok().json(serde_json::json!({ "validationResponse": code })));
+        }
+        let parsed = events::from_webhook(&value).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        return Ok(match count("webhook", &service, run_job_json(&service, parsed).await)? {
+            Answer::Completed(data) => HttpResponse::Ok().json(data),
+            Answer::Ignored(reason) => ignored(&reason),
+        });
+    }
+    Err(Error::UnsupportedMediaType(format!(
+        "`{media}`: send a CloudEvent (binary mode, {STRUCTURED_MEDIA_TYPE} or {BATCH_MEDIA_TYPE}) or a storage webhook (application/json)"
+    ))
+    .into())
+}
+
+fn ignored(reason: &str) -> HttpResponse {
+    tracing::info!(reason, "nothing to transcribe");
+    HttpResponse::Accepted().insert_header(("x-tingxie-ignored", reason.replace(['\r', '\n'], " "))).finish()
+}
+
+async fn receive_batch(service: &Arc<Service>, body: &[u8]) -> ApiResult<HttpResponse> {
+    let batch: Vec<Event> = serde_json::from_slice(body).map_err(|e| Error::InvalidRequest(format!("not a CloudEvents batch: {e}")))?;
+    let answers = join_all(batch.iter().map(|event| handle_event(service, event))).await;
+    let worst = answers.iter().filter_map(|a| a.as_ref().err()).max_by_key(|e| severity(e));
+    if let Some(error) = worst {
+        let (status, _) = classify(error);
+        let results: Vec<_> = batch
+            .iter()
+            .zip(&answers)
+            .map(|(event, answer)| match answer {
+                Ok(_) => serde_json::json!({"id": event.id(), "status": 200}),
+                Err(e) => serde_json::json!({"id": event.id(), "status": classify(e).0.as_u16(), "error": error_body(e)["error"]}),
+            })
+            .collect();
+        let mut body = error_body(error);
+        body["events"] = serde_json::Value::Array(results);
+        let mut response = ApiError::from(error.duplicate()).error_response_with(status);
+        return Ok(response.json(body));
+    }
+    let replies: Vec<Event> = batch
+        .iter()
+        .zip(answers)
+        .filter_map(|(event, answer)| match answer {
+            Ok(Answer::Completed(data)) => Some(reply(event, data)),
+            _ => None,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().content_type(BATCH_MEDIA_TYPE).json(replies))
+}
+
+/// Retryable failures first (a redelivery may succeed), then bad input.
+fn severity(error: &Error) -> u8 {
+    match classify(error).0.as_u16() {
+        503 | 429 => 3,
+        500..=599 => 2,
+        _ => 1,
+    }
+}
+
+async fn handle_event(service: &Arc<Service>, event: &Event) -> Result<Answer> {
+    let span = tracing::info_span!("event", ce_id = event.id(), ce_type = event.ty(), ce_source = %event.source());
+    let _entered = span.enter();
+    let data_json;
+    let data = match event.data() {
+        Some(Data::Json(value)) => Some(EventData::Json(value)),
+        Some(Data::Binary(bytes)) => Some(EventData::Binary(bytes)),
+        Some(Data::String(text)) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(value) => {
+                data_json = value;
+                Some(EventData::Json(&data_json))
+            }
+            Err(_) => Some(EventData::Binary(text.as_bytes())),
+        },
+        None => None,
+    };
+    let parsed = events::from_cloudevent(event.ty(), &event.source().to_string(), event.subject(), data)
+        .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+    drop(_entered);
+    count(event.ty(), service, run_job_json(service, parsed).await)
+}
+
+/// Counts an event's outcome by type (`tingxie_events_total`).
+fn count(ty: &str, service: &Service, answer: Result<Answer>) -> Result<Answer> {
+    let ty = if events::ACCEPTED_EVENT_TYPES.contains(&ty) || ty == "webhook" { ty } else { "other" };
+    let outcome = match &answer {
+        Ok(Answer::Completed(data)) if data["duplicate"] == true => "duplicate",
+        Ok(Answer::Completed(_)) => "completed",
+        Ok(Answer::Ignored(_)) => "ignored",
+        Err(e) => classify(e).1,
+    };
+    service.metrics.events.with_label_values(&[ty, outcome]).inc();
+    answer
+}
+
+/// Runs the jobs of one event or request concurrently. One job answers with its own result;
+/// several with `{"transcripts": [...]}`.
+pub async fn run_job_json(service: &Arc<Service>, parsed: Parsed) -> Result<Answer> {
+    let jobs = match parsed {
+        Parsed::Ignored { reason } => return Ok(Answer::Ignored(reason)),
+        Parsed::Jobs(jobs) => jobs,
+    };
+    let results = join_all(jobs.iter().map(|job| run_job(service, job))).await;
+    let mut done = Vec::new();
+    let mut ignored = Vec::new();
+    let mut failures = Vec::new();
+    for result in results {
+        match result {
+            Ok(Some(value)) => done.push(value),
+            Ok(None) => ignored.push(()),
+            Err(e) => failures.push(e),
+        }
+    }
+    if let Some(worst) = failures.into_iter().max_by_key(severity) {
+        return Err(worst);
+    }
+    Ok(match done.len() {
+        0 => Answer::Ignored("every object named is a transcript output".into()),
+        1 => Answer::Completed(done.pop().expect("one")),
+        _ => Answer::Completed(serde_json::json!({"transcripts": done})),
+    })
+}
+
+async fn run_job(service: &Arc<Service>, job: &Job) -> Result<Option<serde_json::Value>> {
+    match &job.audio {
+        Audio::Object(obj) => match service.transcribe_object(obj, &job.options).await? {
+            ObjectOutcome::Done(completed) => Ok(Some(serde_json::to_value(completed).expect("serialisable"))),
+            ObjectOutcome::Ignored(_) => Ok(None),
+        },
+        Audio::Inline(bytes) => {
+            let options = service.decode_options(&job.options)?;
+            let permit = service.engine.admit()?;
+            let done = service.transcribe_bytes(permit, bytes.clone(), None, options).await?;
+            let mut value: serde_json::Value = serde_json::from_str(&output::render(&done.transcript, Format::VerboseJson)).expect("valid JSON");
+            value["model"] = service.config.model_name().into();
+            value["queue_seconds"] = done.queue_wait.as_secs_f64().into();
+            value["compute_seconds"] = done.compute.as_secs_f64().into();
+            if done.transcript.duration > 0.0 {
+                value["real_time_factor"] = (done.compute.as_secs_f64() / done.transcript.duration).into();
+            }
+            Ok(Some(value))
+        }
+    }
+}
+
+/// `dev.tingxie.transcription.completed`, answering `event`.
+fn reply(event: &Event, data: serde_json::Value) -> Event {
+    let mut builder = EventBuilderV10::new()
+        .id(uuid::Uuid::new_v4().to_string())
+        .ty(events::COMPLETED_EVENT_TYPE)
+        .source("/tingxie")
+        .extension("tingxiecause", event.id().to_string())
+        .data("application/json", data.clone());
+    if let Some(source) = data["source"]["uri"].as_str() {
+        builder = builder.subject(source.to_string());
+    }
+    builder.build().expect("every required attribute is set")
+}
+
+impl ApiError {
+    /// An error response with a chosen status (a batch answers with its worst event's).
+    fn error_response_with(&self, status: StatusCode) -> actix_web::HttpResponseBuilder {
+        let mut response = HttpResponse::build(status);
+        if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, self.retry_after_seconds.to_string()));
+        }
+        response
+    }
+}

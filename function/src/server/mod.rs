@@ -1,0 +1,102 @@
+//! `tingxie serve`: the HTTP face of the service (actix-web). Handlers move bytes; the engine
+//! thread computes. The port is bound at once (liveness answers while the model loads);
+//! readiness turns true when the engine is warm. SIGTERM: readiness off, no new work,
+//! in-flight work finishes within the grace period, exit 0.
+
+mod body;
+mod errors;
+mod events;
+mod openai;
+mod ops;
+mod transcribe;
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+use tingxie_model_cache::CacheConfig;
+
+use crate::config::ServeConfig;
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+use crate::objects::Objects;
+use crate::service::Service;
+use crate::startup::Phases;
+
+pub fn serve(config: ServeConfig) -> ExitCode {
+    let mut phases = Phases::start();
+    init_logging(&config.log);
+    errors::RETRY_AFTER_SECONDS.store(config.retry_after_seconds, Ordering::Relaxed);
+    let metrics = Arc::new(Metrics::new());
+    let objects = Objects::new(CacheConfig::from_env(), &config.allowed_sources, &config.output);
+    if objects.allow.is_empty() {
+        tracing::info!("TINGXIE_ALLOWED_SOURCES is empty: only audio sent in requests is transcribed");
+    }
+    phases.lap("config");
+    let engine = Engine::start(&config, metrics.clone(), phases);
+    let service = web::Data::new(Service::new(config.clone(), engine.clone(), objects, metrics));
+    let system = actix_web::rt::System::new();
+    let result = system.block_on(async move {
+        let app_service = service.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_service.clone())
+                .wrap(actix_web::middleware::from_fn(ops::observe))
+                .route("/", web::post().to(events::receive))
+                .route("/transcribe", web::post().to(transcribe::transcribe))
+                .route("/v1/audio/transcriptions", web::post().to(openai::transcriptions))
+                .route("/health/liveness", web::get().to(ops::liveness))
+                .route("/health/readiness", web::get().to(ops::readiness))
+                .route("/metrics", web::get().to(ops::metrics))
+                .default_service(web::to(ops::not_found))
+        })
+        .workers(config.http_workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_grace_seconds)
+        .bind((config.bind.as_str(), config.port))?
+        .run();
+        tracing::info!(port = config.port, model = %config.model, device = %config.device, "listening");
+        let handle = server.handle();
+        actix_web::rt::spawn(async move {
+            wait_for_termination().await;
+            tracing::info!(grace_seconds = config.shutdown_grace_seconds, "terminating: readiness off, finishing in-flight work");
+            engine.drain();
+            handle.stop(true).await;
+        });
+        server.await
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the process still stops on the default action.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// JSON lines on stdout; span fields (trace id, CloudEvent id) on every line.
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(false)
+        .try_init();
+}

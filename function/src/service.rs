@@ -1,0 +1,151 @@
+//! What the service does, free of HTTP: transcribe bytes, or transcribe a stored object once
+//! per object version and write its transcripts back. The HTTP layer maps requests and events
+//! onto these calls and their errors onto status codes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+
+use crate::audio::{self, SAMPLE_RATE};
+use crate::config::ServeConfig;
+use crate::engine::{Done, Engine, Permit};
+use crate::error::{Error, Result};
+use crate::events::{ObjectRef, RequestOptions};
+use crate::metrics::Metrics;
+use crate::objects::{Objects, Recorded};
+use crate::whisper::DecodeOptions;
+
+/// The result of a stored-object job.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Completed {
+    #[serde(flatten)]
+    pub record: Recorded,
+    /// True when an earlier delivery had already produced these transcripts.
+    pub duplicate: bool,
+    pub processing_seconds: f64,
+    pub queue_seconds: f64,
+    pub compute_seconds: f64,
+    pub real_time_factor: f64,
+}
+
+pub enum ObjectOutcome {
+    Done(Completed),
+    /// Nothing to do, e.g. the object is one of our own transcripts.
+    Ignored(String),
+}
+
+type Flight = Shared<BoxFuture<'static, Result<Completed, Arc<Error>>>>;
+
+pub struct Service {
+    pub config: ServeConfig,
+    pub engine: Engine,
+    pub objects: Objects,
+    pub metrics: Arc<Metrics>,
+    /// In-process single flight: concurrent deliveries of one object version share one run.
+    flights: Mutex<HashMap<String, Flight>>,
+}
+
+impl Service {
+    pub fn new(config: ServeConfig, engine: Engine, objects: Objects, metrics: Arc<Metrics>) -> Service {
+        Service { config, engine, objects, metrics, flights: Mutex::new(HashMap::new()) }
+    }
+
+    /// Request options over the configured defaults, validated.
+    pub fn decode_options(&self, requested: &RequestOptions) -> Result<DecodeOptions> {
+        let defaults = DecodeOptions::default();
+        let options = DecodeOptions {
+            beam_size: requested.beam_size.unwrap_or(self.config.beam_size),
+            language: requested.language.clone().filter(|l| !l.is_empty()),
+            initial_prompt: requested.prompt.clone().filter(|p| !p.is_empty()),
+            temperatures: requested.temperature.map_or(defaults.temperatures.clone(), |t| vec![t]),
+            ..defaults
+        };
+        options.validate()?;
+        Ok(options)
+    }
+
+    /// Decodes audio bytes off the async threads, checks the duration limit and transcribes.
+    pub async fn transcribe_bytes(&self, permit: Permit, bytes: Vec<u8>, hint: Option<String>, options: DecodeOptions) -> Result<Done> {
+        let samples = tokio::task::spawn_blocking(move || audio::decode_bytes(bytes, hint.as_deref()))
+            .await
+            .map_err(|e| Error::Device(format!("audio decoder task: {e}")))??;
+        let seconds = samples.len() as f64 / f64::from(SAMPLE_RATE);
+        if seconds > self.config.max_audio_seconds {
+            return Err(Error::TooLarge(format!(
+                "the audio is {seconds:.1} s long; the limit is {} s (TINGXIE_MAX_AUDIO_SECONDS)",
+                self.config.max_audio_seconds
+            )));
+        }
+        self.engine.transcribe(permit, samples, options).await
+    }
+
+    /// Transcribes a stored object unless this version already has transcripts. Concurrent
+    /// calls for the same object version run the model once and get the same answer.
+    pub async fn transcribe_object(self: &Arc<Self>, obj: &ObjectRef, requested: &RequestOptions) -> Result<ObjectOutcome> {
+        let (source, admitted) = self.objects.source(obj)?;
+        let Some(outputs) = self.objects.outputs_for(obj, admitted, requested.output.as_deref())? else {
+            return Ok(ObjectOutcome::Ignored(format!("{} is a transcript output", obj.uri)));
+        };
+        let options = self.decode_options(requested)?;
+        let version = self.objects.head(&source).await?;
+        let key = format!("{}\u{0}{:?}\u{0}{:?}\u{0}{}", version.uri, version.etag, version.version, version.size);
+        let flight = {
+            let mut flights = self.flights.lock().expect("flights");
+            flights
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    // A task of its own: the work finishes (and its permit is freed) even if
+                    // every delivery waiting for it goes away; a redelivery then finds it done.
+                    let service = Arc::clone(self);
+                    let key = key.clone();
+                    let task = tokio::spawn(async move {
+                        let result = service.run_object(source, version, outputs, options).await.map_err(Arc::new);
+                        service.flights.lock().expect("flights").remove(&key);
+                        result
+                    });
+                    async move { task.await.unwrap_or_else(|e| Err(Arc::new(Error::Device(format!("object job failed: {e}"))))) }
+                        .boxed()
+                        .shared()
+                })
+                .clone()
+        };
+        flight.await.map(ObjectOutcome::Done).map_err(|e| e.duplicate())
+    }
+
+    async fn run_object(
+        &self,
+        source: crate::objects::Location,
+        version: crate::objects::SourceVersion,
+        outputs: crate::objects::OutputSet,
+        options: DecodeOptions,
+    ) -> Result<Completed> {
+        let started = Instant::now();
+        if let Some(record) = outputs.existing(&version).await? {
+            self.metrics.duplicates_skipped.inc();
+            tracing::info!(source = %version.uri, "transcript exists for this version; not transcribing again");
+            return Ok(Completed { record, duplicate: true, processing_seconds: started.elapsed().as_secs_f64(), queue_seconds: 0.0, compute_seconds: 0.0, real_time_factor: 0.0 });
+        }
+        let permit = self.engine.admit()?;
+        if version.size > self.config.max_body_bytes {
+            return Err(Error::TooLarge(format!(
+                "{} is {} bytes; the limit is {} (TINGXIE_MAX_BODY_BYTES)",
+                version.uri, version.size, self.config.max_body_bytes
+            )));
+        }
+        let bytes = self.objects.read(&source, self.config.max_body_bytes).await?;
+        let hint = source.path.extension().map(str::to_string);
+        let done = self.transcribe_bytes(permit, bytes, hint, options).await?;
+        let record = outputs.write(&done.transcript, &version, &self.config.model_name()).await?;
+        let compute = done.compute.as_secs_f64();
+        Ok(Completed {
+            duplicate: false,
+            processing_seconds: started.elapsed().as_secs_f64(),
+            queue_seconds: done.queue_wait.as_secs_f64(),
+            compute_seconds: compute,
+            real_time_factor: if record.duration > 0.0 { compute / record.duration } else { 0.0 },
+            record,
+        })
+    }
+}
