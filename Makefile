@@ -16,11 +16,15 @@ all: build
 build:
 	$(CARGO) build --release
 
-# Python tools for the test set-up and the benchmark peer (faster-whisper, moto, converter).
+# Python tools for the tests and the benchmark peer (tests/requirements.txt), and Azurite (the
+# Azure Storage emulator, from npm) for the Azure event tests.
+AZURITE_VERSION ?= 3.37.0
 venv: $(VENV)/.ready
-$(VENV)/.ready:
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet "numpy<3" "safetensors==0.8.0" "moto[server]==5.2.5" "faster-whisper==1.2.1" "jiwer==4.0.0"
+$(VENV)/.ready: tests/requirements.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r tests/requirements.txt
+	command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	npm install --prefix $(VENV)/azurite --no-audit --no-fund --silent azurite@$(AZURITE_VERSION)
 	touch $@
 
 # The default model (CTranslate2 layout) and the same weights in Hugging Face layout.
@@ -30,10 +34,14 @@ $(MODEL)/model.bin:
 $(MODEL_HF)/model.safetensors: $(MODEL)/model.bin | venv
 	$(VENV)/bin/python $(SHARED)/fixtures/ct2_to_hf.py $(MODEL) $(MODEL_HF)
 
-# The S3 tests start moto from the virtualenv; the cache tests also pull the real model.
+# Rust tests, then the service end to end (tests/e2e: the real binary and model, moto as the
+# S3 server, Azurite, the openai and cloudevents clients). The S3 tests start moto themselves.
+TEST_ENV = TINGXIE_MOTO_SERVER=$(abspath $(VENV))/bin/moto_server TINGXIE_TEST_MODEL_DIR=$(abspath $(MODEL)) \
+  TINGXIE_AZURITE=$(abspath $(VENV))/azurite/node_modules/.bin/azurite-blob
 test: models venv
-	TINGXIE_MOTO_SERVER=$(abspath $(VENV))/bin/moto_server TINGXIE_TEST_MODEL_DIR=$(abspath $(MODEL)) \
-	  $(CARGO) test --release --workspace
+	$(TEST_ENV) $(CARGO) test --release --workspace
+	$(TEST_ENV) TINGXIE_BIN=$(abspath $(or $(CARGO_TARGET_DIR),target))/release/tingxie \
+	  $(VENV)/bin/python -m pytest -q tests/e2e
 
 run: $(MODEL)/model.bin
 	$(CARGO) run --release -- transcribe --model $(MODEL) --format verbose_json $(AUDIO)

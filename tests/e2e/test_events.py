@@ -6,8 +6,9 @@ import threading
 import uuid
 
 import requests
-from cloudevents.http import CloudEvent, to_binary, to_structured
-from cloudevents.conversion import to_json
+from cloudevents.core.bindings.http import to_binary_event, to_structured_event
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 
 from conftest import BUCKET, SPEECH, reference_text, s3_record
 
@@ -20,8 +21,8 @@ def s3_event(key, etag, size, ty=S3_TYPE, event_id=None):
 
 
 def send(server, event, mode="binary"):
-    headers, body = (to_binary if mode == "binary" else to_structured)(event)
-    return requests.post(server.url + "/", headers=headers, data=body, timeout=300)
+    message = (to_binary_event if mode == "binary" else to_structured_event)(event)
+    return requests.post(server.url + "/", headers=message.headers, data=message.body, timeout=300)
 
 
 def transcripts_of(s3, key):
@@ -62,7 +63,7 @@ def test_structured_mode_with_a_key_that_needs_encoding(server, s3, upload):
 
 def test_batched_mode(server, s3, upload):
     events = [s3_event(*upload(name)) for name in ("s03.wav", "s04.wav")]
-    body = "[" + ",".join(to_json(e).decode() for e in events) + "]"
+    body = "[" + ",".join(JSONFormat().write(e).decode() for e in events) + "]"
     r = requests.post(server.url + "/", data=body, headers={"content-type": "application/cloudevents-batch+json"}, timeout=300)
     assert r.status_code == 200, r.text
     replies = r.json()
