@@ -36,11 +36,13 @@ $(MODEL_HF)/model.safetensors: $(MODEL)/model.bin | venv
 
 # Rust tests, then the service end to end (tests/e2e: the real binary and model, moto as the
 # S3 server, Azurite, the openai and cloudevents clients). The S3 tests start moto themselves.
+METRICS_DUMP = $(abspath $(TARGET_DIR))/e2e-metrics.txt
 TEST_ENV = TINGXIE_MOTO_SERVER=$(abspath $(VENV))/bin/moto_server TINGXIE_TEST_MODEL_DIR=$(abspath $(MODEL)) \
   TINGXIE_AZURITE=$(abspath $(VENV))/azurite/node_modules/.bin/azurite-blob
 test: models venv
 	$(TEST_ENV) $(CARGO) test --release --workspace
-	$(TEST_ENV) TINGXIE_BIN=$(abspath $(or $(CARGO_TARGET_DIR),target))/release/tingxie \
+	rm -f $(METRICS_DUMP)
+	$(TEST_ENV) TINGXIE_BIN=$(abspath $(TARGET_DIR))/release/tingxie TINGXIE_METRICS_DUMP=$(METRICS_DUMP) \
 	  $(VENV)/bin/python -m pytest -q tests/e2e
 
 # The service on the embedded default: tiny.en fetched from PyPI and served through the node

@@ -50,7 +50,7 @@ impl Metrics {
         let counter = |name: &str, help: &str| register(&r, IntCounter::new(name, help).expect("valid metric"));
         #[cfg(target_os = "linux")]
         r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).expect("process metrics");
-        Metrics {
+        let metrics = Metrics {
             http_requests: counter_vec("tingxie_http_requests_total", "HTTP requests by route and status.", &["route", "status"]),
             http_duration: register(
                 &r,
@@ -81,7 +81,16 @@ impl Metrics {
             cache_requests: counter_vec("tingxie_model_cache_requests_total", "Model cache lookups by outcome.", &["outcome"]),
             cache_bytes: counter("tingxie_model_cache_bytes_downloaded_total", "Model bytes downloaded into the node cache."),
             registry: r,
+        };
+        // Known label values start at 0, so rates and alerts see the series before the first
+        // event of each kind.
+        for reason in ["queue_full", "not_ready", "draining"] {
+            metrics.rejected.with_label_values(&[reason]);
         }
+        for outcome in ["hit", "miss", "stale", "repaired", "offline", "local"] {
+            metrics.cache_requests.with_label_values(&[outcome]);
+        }
+        metrics
     }
 
     /// The Prometheus text exposition.

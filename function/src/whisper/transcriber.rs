@@ -59,9 +59,19 @@ fn softmax_at(logits: &[f32], index: u32) -> f32 {
 
 impl<B: Backend> Transcriber<B> {
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
-        let model = Whisper::load(dir, device)?;
-        let tokenizer = WhisperTokenizer::load(dir, model.config.n_vocab)?;
-        let suppress = SuppressLists::load(dir, &tokenizer)?;
+        // The tokenizer (a JSON parse of ~100 ms) loads while the weights do.
+        let source = super::weights::open(dir)?;
+        let n_vocab = source.config().n_vocab;
+        let (model, text) = std::thread::scope(|scope| {
+            let text = scope.spawn(|| {
+                let tokenizer = WhisperTokenizer::load(dir, n_vocab)?;
+                let suppress = SuppressLists::load(dir, &tokenizer)?;
+                Ok::<_, Error>((tokenizer, suppress))
+            });
+            let model = Whisper::from_source(source.as_ref(), device);
+            (model, text.join().unwrap_or_else(|_| Err(Error::Model("tokenizer load panicked".into()))))
+        });
+        let (model, (tokenizer, suppress)) = (model?, text?);
         let frontend = MelFrontend::new(model.config.n_mels);
         Ok(Transcriber { model, tokenizer, frontend, suppress })
     }

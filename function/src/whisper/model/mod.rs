@@ -34,12 +34,13 @@ impl<B: Backend> Whisper<B> {
 
     pub fn from_source(source: &dyn TensorSource, device: &B::Device) -> Result<Self> {
         let config = source.config().clone();
-        Ok(Whisper {
-            encoder: Encoder::load(source, &config, device)?,
-            decoder: Decoder::load(source, &config, device)?,
-            config,
-            device: device.clone(),
-        })
+        // Encoder and decoder are independent: read, convert and upload them side by side.
+        let (encoder, decoder) = std::thread::scope(|scope| {
+            let encoder = scope.spawn(|| Encoder::load(source, &config, device));
+            let decoder = Decoder::load(source, &config, device);
+            (encoder.join().unwrap_or_else(|_| Err(crate::error::Error::Model("encoder load panicked".into()))), decoder)
+        });
+        Ok(Whisper { encoder: encoder?, decoder: decoder?, config, device: device.clone() })
     }
 
     /// `[batch, n_mels, 3000]` -> `[batch, 1500, d]`.
