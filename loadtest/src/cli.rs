@@ -375,6 +375,15 @@ async fn run(a: RunArgs) -> Result<u8> {
             &data,
         ));
         runs.push((sc.name(), data));
+        if let Some(s) = spawned.as_mut() {
+            if let Ok(Some(status)) = s.child.try_wait() {
+                eprintln!(
+                    "tingxie exited during the run ({status}); log tail:\n{}",
+                    s.log_tail(20)
+                );
+                break;
+            }
+        }
     }
     if let Some(s) = spawned {
         s.stop(Duration::from_secs(10)).await;

@@ -318,7 +318,7 @@ pub fn markdown(r: &Report) -> String {
         for s in &r.scenarios {
             let _ = writeln!(
                 m,
-                "- **{}**: warm-up {:.0} s excluded, then {:.0} s{}; window {:.1} s; {} warm-up requests; RSS from {}.",
+                "- **{}**: warm-up {:.1} s excluded, then {:.1} s{}; window {:.1} s; {} warm-up requests; RSS from {}.",
                 s.scenario,
                 s.warmup_s,
                 s.duration_s,

@@ -141,7 +141,8 @@ async fn three_scenarios_report_parsed_back() {
         assert!(s.throughput_rps > 0.0);
         assert_eq!(s.audio_seconds_total, 2.0 * c.ok as f64);
         assert!((s.rtf_compute.unwrap() - 0.002).abs() < 1e-9);
-        assert_eq!(s.queue_wait.mean, Some(0.001));
+        assert!((s.queue_wait.mean.unwrap() - 0.001).abs() < 1e-12);
+        assert!((s.compute.p99.unwrap() - 0.004).abs() < 1e-12);
         assert_eq!(s.rss.peak_bytes, Some(104857600));
         assert!(!s.timeline.is_empty());
         let svg =

@@ -171,6 +171,8 @@ impl Fake {
                         ("ce-specversion", "1.0".into()),
                         ("ce-type", "dev.tingxie.transcription.completed".into()),
                         ("content-type", "application/json".into()),
+                        ("x-tingxie-queue-seconds", "0.001".into()),
+                        ("x-tingxie-compute-seconds", "0.004".into()),
                     ],
                 ))
             }
