@@ -119,16 +119,22 @@ pub fn timeline(path: &Path, s: &ScenarioReport) -> Result<()> {
         .border_style(BLACK)
         .draw()?;
 
-    // throughput: successful answers, 429s and errors per second
-    let rmax = s
-        .timeline
-        .iter()
-        .map(|p| (p.completed_ok + p.rejected_429 + p.errors) as f64)
-        .fold(0.0, f64::max)
-        .max(1.0)
-        * 1.1;
+    // throughput: successful answers, 429s and errors per second, as a moving average (one
+    // answer every few seconds would otherwise draw a saw)
+    let w = ((s.timeline.len() / 30).max(5)).min(s.timeline.len().max(1));
+    let smooth = |pick: fn(&TimelinePoint) -> u64| -> Vec<(f64, f64)> {
+        (0..s.timeline.len())
+            .map(|i| {
+                let lo = (i + 1).saturating_sub(w);
+                let sum: u64 = s.timeline[lo..=i].iter().map(pick).sum();
+                (s.timeline[i].t + 1.0, sum as f64 / (i + 1 - lo) as f64)
+            })
+            .collect()
+    };
+    let all = smooth(|p| p.completed_ok + p.rejected_429 + p.errors);
+    let rmax = all.iter().map(|p| p.1).fold(0.0, f64::max).max(0.1) * 1.15;
     let mut c = ChartBuilder::on(&areas[1])
-        .caption("throughput", (FONT, 18))
+        .caption(format!("throughput ({w} s moving average)"), (FONT, 18))
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(60)
@@ -148,11 +154,7 @@ pub fn timeline(path: &Path, s: &ScenarioReport) -> Result<()> {
         }),
         ("errors", RED, |p: &TimelinePoint| p.errors),
     ] {
-        let pts: Vec<(f64, f64)> = s
-            .timeline
-            .iter()
-            .map(|p| (p.t + 0.5, pick(p) as f64))
-            .collect();
+        let pts = smooth(pick);
         c.draw_series(LineSeries::new(pts, color.stroke_width(2)))?
             .label(name)
             .legend(move |(x, y)| {
@@ -191,19 +193,7 @@ pub fn timeline(path: &Path, s: &ScenarioReport) -> Result<()> {
 
 pub fn coldstart_phases(path: &Path, r: &ColdStartReport) -> Result<()> {
     let rows = &r.rows;
-    let root =
-        SVGBackend::new(path, (1000, 140 + 70 * rows.len().max(1) as u32)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let xmax = rows
-        .iter()
-        .map(|row| row.first_transcript_s.median)
-        .fold(0.0, f64::max)
-        .max(1e-3)
-        * 1.15;
-    let names: Vec<String> = rows
-        .iter()
-        .map(|row| format!("{} / {}", row.engine, row.cache))
-        .collect();
+    let n = rows.len().max(1);
     let mut phase_names: Vec<String> = Vec::new();
     for row in rows {
         for (p, _) in &row.segments {
@@ -212,8 +202,22 @@ pub fn coldstart_phases(path: &Path, r: &ColdStartReport) -> Result<()> {
             }
         }
     }
-    let n = rows.len().max(1);
-    let mut chart = ChartBuilder::on(&root)
+    let legend_rows = phase_names.len().div_ceil(4).max(1) as u32;
+    let height = 110 + 70 * n as u32 + 24 * legend_rows;
+    let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (upper, lower) = root.split_vertically(height - 24 * legend_rows - 10);
+    let xmax = rows
+        .iter()
+        .map(|row| row.first_transcript_s.median)
+        .fold(0.0, f64::max)
+        .max(1e-3)
+        * 1.05;
+    let names: Vec<String> = rows
+        .iter()
+        .map(|row| format!("{} / {}", row.engine, row.cache))
+        .collect();
+    let mut chart = ChartBuilder::on(&upper)
         .caption(
             "scale from zero: exec → first transcript (medians)",
             (FONT, 20),
@@ -221,7 +225,8 @@ pub fn coldstart_phases(path: &Path, r: &ColdStartReport) -> Result<()> {
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(190)
-        .build_cartesian_2d(0f64..xmax, (0..n).into_segmented())?;
+        // an integer range is inclusive here: 0..n-1 gives n rows
+        .build_cartesian_2d(0f64..xmax, (0..n - 1).into_segmented())?;
     chart
         .configure_mesh()
         .disable_y_mesh()
@@ -234,8 +239,9 @@ pub fn coldstart_phases(path: &Path, r: &ColdStartReport) -> Result<()> {
             SegmentValue::Last => String::new(),
         })
         .draw()?;
+    let color_of = |pi: usize| Palette99::pick(pi).to_rgba();
     for (pi, phase) in phase_names.iter().enumerate() {
-        let color = Palette99::pick(pi).to_rgba();
+        let color = color_of(pi);
         let bars: Vec<Rectangle<(f64, SegmentValue<usize>)>> = rows
             .iter()
             .enumerate()
@@ -258,17 +264,18 @@ pub fn coldstart_phases(path: &Path, r: &ColdStartReport) -> Result<()> {
                 None
             })
             .collect();
-        chart
-            .draw_series(bars)?
-            .label(phase.clone())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+        chart.draw_series(bars)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()?;
+    // legend under the chart, four phases a row
+    for (pi, phase) in phase_names.iter().enumerate() {
+        let (col, row) = ((pi % 4) as i32, (pi / 4) as i32);
+        let (x, y) = (200 + col * 195, 4 + row * 24);
+        lower.draw(&Rectangle::new(
+            [(x, y), (x + 14, y + 14)],
+            color_of(pi).filled(),
+        ))?;
+        lower.draw(&Text::new(phase.clone(), (x + 20, y + 1), (FONT, 14)))?;
+    }
     root.present()?;
     Ok(())
 }

@@ -31,6 +31,11 @@ pub enum Command {
     Run(RunArgs),
     /// Scale from zero: start the server on the first request, N times, and report phases.
     Coldstart(ColdArgs),
+    /// Draw summary.md and the charts again from a report folder (report.json, requests.jsonl).
+    Render {
+        /// The report folder.
+        dir: PathBuf,
+    },
 }
 
 /// Parses `500ms`, `5s`, `10m`, `1h` or a number of seconds.
@@ -236,6 +241,11 @@ pub async fn main(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Run(a) => run(a).await,
         Command::Coldstart(a) => coldstart(a).await,
+        Command::Render { dir } => {
+            report::render(&dir)?;
+            println!("{}", std::fs::read_to_string(dir.join("summary.md"))?);
+            Ok(0)
+        }
     }
 }
 

@@ -373,12 +373,19 @@ pub fn write_all(dir: &Path, report: &Report, runs: &[(&str, &RunData)]) -> Resu
         }
         std::fs::write(dir.join("requests.jsonl"), lines)?;
     }
-    for (s, (_, data)) in report.scenarios.iter().zip(runs.iter()) {
-        let lat: Vec<f64> = data
-            .outcomes
+    let outcomes: Vec<(String, Outcome)> = runs
+        .iter()
+        .flat_map(|(s, d)| d.outcomes.iter().map(move |o| (s.to_string(), o.clone())))
+        .collect();
+    charts(dir, report, &outcomes)
+}
+
+fn charts(dir: &Path, report: &Report, outcomes: &[(String, Outcome)]) -> Result<()> {
+    for s in &report.scenarios {
+        let lat: Vec<f64> = outcomes
             .iter()
-            .filter(|o| !o.warmup && o.ok())
-            .map(|o| o.latency)
+            .filter(|(sc, o)| *sc == s.scenario && !o.warmup && o.ok())
+            .map(|(_, o)| o.latency)
             .collect();
         crate::charts::latency_histogram(
             &dir.join(format!("latency-hist-{}.svg", s.scenario)),
@@ -391,6 +398,21 @@ pub fn write_all(dir: &Path, report: &Report, runs: &[(&str, &RunData)]) -> Resu
         crate::charts::coldstart_phases(&dir.join("coldstart-phases.svg"), c)?;
     }
     Ok(())
+}
+
+/// Draws `summary.md` and the charts again from `report.json` and `requests.jsonl`.
+pub fn render(dir: &Path) -> Result<()> {
+    let report = read(dir)?;
+    let mut outcomes = Vec::new();
+    if let Ok(text) = std::fs::read_to_string(dir.join("requests.jsonl")) {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            let scenario = v["scenario"].as_str().unwrap_or_default().to_string();
+            outcomes.push((scenario, serde_json::from_value::<Outcome>(v)?));
+        }
+    }
+    std::fs::write(dir.join("summary.md"), markdown(&report))?;
+    charts(dir, &report, &outcomes)
 }
 
 /// Reads a `report.json` back.
