@@ -51,6 +51,10 @@ pub struct ServeConfig {
     /// Beam width when a request does not say (faster-whisper's default is 5; 1 = greedy).
     #[arg(long, env = "TINGXIE_BEAM_SIZE", default_value_t = 5)]
     pub beam_size: usize,
+    /// Seconds another instance's claim on a source version is honoured (a delivery meanwhile
+    /// gets 503 + Retry-After); an older claim is taken over, its owner presumed dead.
+    #[arg(long, env = "TINGXIE_CLAIM_SECONDS", default_value_t = 900)]
+    pub claim_seconds: u64,
     /// Seconds that in-flight work may take to finish after SIGTERM.
     #[arg(long, env = "TINGXIE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,

@@ -30,11 +30,15 @@ pub struct Done {
     pub compute: Duration,
 }
 
+/// Asked just before compute: does anyone still want the result?
+pub type StillWanted = Box<dyn Fn() -> bool + Send>;
+
 struct Job {
     samples: Vec<f32>,
     options: DecodeOptions,
     enqueued: Instant,
     reply: oneshot::Sender<Result<Done>>,
+    wanted: Option<StillWanted>,
 }
 
 /// What handlers see of the engine.
@@ -106,12 +110,12 @@ impl Engine {
         }
     }
 
-    /// Transcribes on the engine thread. If the caller stops waiting (its client went away),
-    /// the job is dropped before compute.
-    pub async fn transcribe(&self, permit: Permit, samples: Vec<f32>, options: DecodeOptions) -> Result<Done> {
+    /// Transcribes on the engine thread. If the caller stops waiting, or `wanted` says its
+    /// client went away, the job is dropped before compute.
+    pub async fn transcribe(&self, permit: Permit, samples: Vec<f32>, options: DecodeOptions, wanted: Option<StillWanted>) -> Result<Done> {
         let (reply, done) = oneshot::channel();
         self.metrics.queue_depth.inc();
-        let job = Job { samples, options, enqueued: Instant::now(), reply };
+        let job = Job { samples, options, enqueued: Instant::now(), reply, wanted };
         if self.jobs.send(job).is_err() {
             self.metrics.queue_depth.dec();
             return Err(Error::Device("the engine has stopped".into()));
@@ -141,7 +145,7 @@ impl Engine {
         }
         for job in jobs {
             self.metrics.queue_depth.dec();
-            if job.reply.is_closed() {
+            if job.reply.is_closed() || job.wanted.as_ref().is_some_and(|wanted| !wanted()) {
                 self.metrics.cancelled.inc();
                 continue;
             }

@@ -4,17 +4,17 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 
 use crate::audio::{self, SAMPLE_RATE};
 use crate::config::ServeConfig;
-use crate::engine::{Done, Engine, Permit};
+use crate::engine::{Done, Engine, Permit, StillWanted};
 use crate::error::{Error, Result};
 use crate::events::{ObjectRef, RequestOptions};
 use crate::metrics::Metrics;
-use crate::objects::{Objects, Recorded};
+use crate::objects::{Claim, Location, Objects, OutputSet, Recorded, SourceVersion};
 use crate::whisper::DecodeOptions;
 
 /// The result of a stored-object job.
@@ -45,11 +45,15 @@ pub struct Service {
     pub metrics: Arc<Metrics>,
     /// In-process single flight: concurrent deliveries of one object version share one run.
     flights: Mutex<HashMap<String, Flight>>,
+    /// Names this process in claims (`NAME.claim`) on source versions.
+    instance: String,
 }
 
 impl Service {
     pub fn new(config: ServeConfig, engine: Engine, objects: Objects, metrics: Arc<Metrics>) -> Service {
-        Service { config, engine, objects, metrics, flights: Mutex::new(HashMap::new()) }
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "tingxie".into());
+        let instance = format!("{host}/{}/{}", std::process::id(), uuid::Uuid::new_v4());
+        Service { config, engine, objects, metrics, flights: Mutex::new(HashMap::new()), instance }
     }
 
     /// Request options over the configured defaults, validated.
@@ -67,7 +71,14 @@ impl Service {
     }
 
     /// Decodes audio bytes off the async threads, checks the duration limit and transcribes.
-    pub async fn transcribe_bytes(&self, permit: Permit, bytes: Vec<u8>, hint: Option<String>, options: DecodeOptions) -> Result<Done> {
+    pub async fn transcribe_bytes(
+        &self,
+        permit: Permit,
+        bytes: Vec<u8>,
+        hint: Option<String>,
+        options: DecodeOptions,
+        wanted: Option<StillWanted>,
+    ) -> Result<Done> {
         let samples = tokio::task::spawn_blocking(move || audio::decode_bytes(bytes, hint.as_deref()))
             .await
             .map_err(|e| Error::Device(format!("audio decoder task: {e}")))??;
@@ -78,7 +89,7 @@ impl Service {
                 self.config.max_audio_seconds
             )));
         }
-        self.engine.transcribe(permit, samples, options).await
+        self.engine.transcribe(permit, samples, options, wanted).await
     }
 
     /// Transcribes a stored object unless this version already has transcripts. Concurrent
@@ -114,30 +125,31 @@ impl Service {
         flight.await.map(ObjectOutcome::Done).map_err(|e| e.duplicate())
     }
 
-    async fn run_object(
-        &self,
-        source: crate::objects::Location,
-        version: crate::objects::SourceVersion,
-        outputs: crate::objects::OutputSet,
-        options: DecodeOptions,
-    ) -> Result<Completed> {
+    async fn run_object(&self, source: Location, version: SourceVersion, outputs: OutputSet, options: DecodeOptions) -> Result<Completed> {
         let started = Instant::now();
         if let Some(record) = outputs.existing(&version).await? {
             self.metrics.duplicates_skipped.inc();
             tracing::info!(source = %version.uri, "transcript exists for this version; not transcribing again");
             return Ok(Completed { record, duplicate: true, processing_seconds: started.elapsed().as_secs_f64(), queue_seconds: 0.0, compute_seconds: 0.0, real_time_factor: 0.0 });
         }
-        let permit = self.engine.admit()?;
         if version.size > self.config.max_body_bytes {
             return Err(Error::TooLarge(format!(
                 "{} is {} bytes; the limit is {} (TINGXIE_MAX_BODY_BYTES)",
                 version.uri, version.size, self.config.max_body_bytes
             )));
         }
-        let bytes = self.objects.read(&source, self.config.max_body_bytes).await?;
-        let hint = source.path.extension().map(str::to_string);
-        let done = self.transcribe_bytes(permit, bytes, hint, options).await?;
-        let record = outputs.write(&done.transcript, &version, &self.config.model_name()).await?;
+        let permit = self.engine.admit()?;
+        let lease = Duration::from_secs(self.config.claim_seconds);
+        if let Claim::HeldElsewhere { age } = outputs.claim(&version, &self.instance, lease).await? {
+            return Err(Error::Unavailable(format!(
+                "{} is being transcribed by another instance (claimed {:.0} s ago); its transcript will be returned on retry",
+                version.uri,
+                age.as_secs_f64()
+            )));
+        }
+        let result = self.transcribe_source(permit, &source, &version, &outputs, options).await;
+        outputs.release().await;
+        let (record, done) = result?;
         let compute = done.compute.as_secs_f64();
         Ok(Completed {
             duplicate: false,
@@ -147,5 +159,21 @@ impl Service {
             real_time_factor: if record.duration > 0.0 { compute / record.duration } else { 0.0 },
             record,
         })
+    }
+
+    async fn transcribe_source(
+        &self,
+        permit: Permit,
+        source: &Location,
+        version: &SourceVersion,
+        outputs: &OutputSet,
+        options: DecodeOptions,
+    ) -> Result<(Recorded, Done)> {
+        let bytes = self.objects.read(source, self.config.max_body_bytes).await?;
+        let hint = source.path.extension().map(str::to_string);
+        // Stored objects are finished even if the deliverer gives up: a redelivery finds them.
+        let done = self.transcribe_bytes(permit, bytes, hint, options, None).await?;
+        let record = outputs.write(&done.transcript, version, &self.config.model_name()).await?;
+        Ok((record, done))
     }
 }

@@ -169,3 +169,33 @@ def test_http_json_request_names_a_source(server, s3, upload):
     assert r.status_code == 200, r.text
     assert r.json()["text"] == reference_text("s14.wav")
     assert transcripts_of(s3, key)
+
+
+def test_two_instances_given_the_same_upload_run_the_model_once(tmp_path, moto, server, s3, upload):
+    """A redelivery racing the first attempt on another pod: the claim object arbitrates."""
+    from conftest import Server
+
+    other = Server(tmp_path, moto).wait_ready()
+    try:
+        key, etag, size = upload("s12.wav")  # 26 s of speech: the deliveries overlap
+        event = s3_event(key, etag, size)
+        before = server.metric("tingxie_compute_seconds_count") + other.metric("tingxie_compute_seconds_count")
+        replies = [None, None]
+        threads = [threading.Thread(target=lambda i=i, s=s: replies.__setitem__(i, send(s, event))) for i, s in enumerate((server, other))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        statuses = sorted(r.status_code for r in replies)
+        assert statuses in ([200, 200], [200, 503]), [r.text for r in replies]
+        for r in replies:
+            if r.status_code == 503:
+                assert r.headers["Retry-After"] and "another instance" in r.json()["error"]["message"]
+        # The retry Knative would make finds the finished transcript.
+        again = send(other, event)
+        assert again.status_code == 200 and again.json()["duplicate"] is True
+        after = server.metric("tingxie_compute_seconds_count") + other.metric("tingxie_compute_seconds_count")
+        assert after == before + 1
+        assert transcripts_of(s3, key) == sorted(f"transcripts/{key}.{ext}" for ext in ("json", "txt", "srt", "vtt"))
+    finally:
+        assert other.terminate() == 0

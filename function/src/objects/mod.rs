@@ -12,7 +12,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tingxie_model_cache::CacheConfig;
 
 pub use allow::AllowList;
-pub use outputs::{OutputSet, Recorded};
+pub use outputs::{Claim, OutputSet, Recorded};
 
 use crate::error::{Error, Result};
 use crate::events::ObjectRef;

@@ -2,8 +2,10 @@
 //! The JSON (OpenAI's verbose_json plus the source version and model) is the record that the
 //! work is done: a repeated event finds it and returns it instead of transcribing again.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::{store_error, Location, SourceVersion};
 use crate::error::{Error, Result};
@@ -26,6 +28,25 @@ pub struct Recorded {
     pub duration: f64,
     /// Every object written for this transcript, the JSON record last.
     pub outputs: Vec<String>,
+}
+
+/// Who is transcribing a source version: `NAME.claim`, created only if absent, so that two
+/// instances given the same upload at the same moment run the model once between them.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ClaimRecord {
+    owner: String,
+    source: SourceVersion,
+    claimed_at_unix: f64,
+}
+
+pub enum Claim {
+    Acquired,
+    /// Another instance claimed this version `age` ago and its lease has not run out.
+    HeldElsewhere { age: Duration },
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 pub struct OutputSet {
@@ -84,6 +105,40 @@ impl OutputSet {
         }
         self.put("json", json.to_string()).await?;
         Ok(record)
+    }
+
+    /// Claims the work on `source` for `owner`. A claim on another version, or older than
+    /// `lease` (its owner died), is taken over.
+    pub async fn claim(&self, source: &SourceVersion, owner: &str, lease: Duration) -> Result<Claim> {
+        let record = ClaimRecord { owner: owner.to_string(), source: source.clone(), claimed_at_unix: unix_now() };
+        let body = serde_json::to_vec(&record).expect("claim serialises");
+        let create = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.base.store.put_opts(&self.path("claim"), PutPayload::from(body.clone()), create).await {
+            Ok(_) => return Ok(Claim::Acquired),
+            // A store without create-if-absent cannot arbitrate: rely on the single flight.
+            Err(object_store::Error::NotImplemented { .. }) => return Ok(Claim::Acquired),
+            Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => {}
+            Err(e) => return Err(store_error(&self.uri("claim"), e)),
+        }
+        let held = match self.base.store.get(&self.path("claim")).await {
+            Ok(got) => got.bytes().await.ok().and_then(|b| serde_json::from_slice::<ClaimRecord>(&b).ok()),
+            Err(_) => None,
+        };
+        if let Some(held) = held {
+            let age = Duration::from_secs_f64((unix_now() - held.claimed_at_unix).max(0.0));
+            if held.source.same_as(source) && age < lease {
+                return Ok(Claim::HeldElsewhere { age });
+            }
+        }
+        self.put("claim", String::from_utf8(body).expect("JSON is UTF-8")).await?;
+        Ok(Claim::Acquired)
+    }
+
+    /// Ends a claim; a claim left behind by a crash expires with its lease.
+    pub async fn release(&self) {
+        if let Err(e) = self.base.store.delete(&self.path("claim")).await {
+            tracing::warn!(claim = %self.uri("claim"), error = %e, "could not remove the claim; it expires with its lease");
+        }
     }
 
     async fn put(&self, extension: &str, body: String) -> Result<()> {

@@ -187,7 +187,7 @@ async fn run_job(service: &Arc<Service>, job: &Job) -> Result<Option<serde_json:
         Audio::Inline(bytes) => {
             let options = service.decode_options(&job.options)?;
             let permit = service.engine.admit()?;
-            let done = service.transcribe_bytes(permit, bytes.clone(), None, options).await?;
+            let done = service.transcribe_bytes(permit, bytes.clone(), None, options, None).await?;
             let mut value: serde_json::Value = serde_json::from_str(&output::render(&done.transcript, Format::VerboseJson)).expect("valid JSON");
             value["model"] = service.config.model_name().into();
             value["queue_seconds"] = done.queue_wait.as_secs_f64().into();

@@ -8,6 +8,7 @@ mod errors;
 mod events;
 mod openai;
 mod ops;
+mod peer;
 mod transcribe;
 
 use std::process::ExitCode;
@@ -51,6 +52,7 @@ pub fn serve(config: ServeConfig) -> ExitCode {
                 .route("/metrics", web::get().to(ops::metrics))
                 .default_service(web::to(ops::not_found))
         })
+        .on_connect(peer::record)
         .workers(config.http_workers.max(1))
         .disable_signals()
         .shutdown_timeout(config.shutdown_grace_seconds)

@@ -7,6 +7,7 @@ use futures::StreamExt;
 
 use super::body::{content_length, too_large};
 use super::errors::ApiResult;
+use super::peer;
 use super::transcribe::transcript_response;
 use crate::error::{Error, Result};
 use crate::events::RequestOptions;
@@ -89,6 +90,6 @@ pub async fn transcriptions(req: HttpRequest, payload: web::Payload, service: we
     }
     let (bytes, hint) = audio.ok_or_else(|| invalid("file", "the multipart body has no `file` field"))?;
     let decode = service.decode_options(&options)?;
-    let done = service.transcribe_bytes(permit, bytes, hint, decode).await?;
+    let done = service.transcribe_bytes(permit, bytes, hint, decode, Some(peer::still_connected(&req))).await?;
     Ok(transcript_response(&done, format))
 }

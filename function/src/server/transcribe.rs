@@ -8,6 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::body::{media_type, read_limited};
 use super::errors::ApiResult;
+use super::peer;
 use super::events::{run_job_json, Answer};
 use crate::engine::Done;
 use crate::error::Error;
@@ -65,7 +66,7 @@ pub async fn transcribe(req: HttpRequest, payload: web::Payload, service: web::D
     let permit = service.engine.admit()?;
     let body = read_limited(&req, payload, service.config.max_body_bytes).await?;
     let hint = (!media.is_empty() && media != "application/octet-stream").then_some(media);
-    let done = service.transcribe_bytes(permit, body, hint, options).await?;
+    let done = service.transcribe_bytes(permit, body, hint, options, Some(peer::still_connected(&req))).await?;
     Ok(transcript_response(&done, format))
 }
 
