@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use half::{bf16, f16};
 
 use super::{check_shape, map_file, missing, HostTensor, TensorSource};
 use crate::error::{Error, Result};
@@ -249,8 +248,8 @@ impl TensorSource for Ct2Checkpoint {
         let bytes = &self.map[var.offset..var.offset + var.len];
         let data: Vec<f32> = match var.dtype {
             DType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-            DType::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            DType::BF16 => bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            DType::F16 => super::f16_to_f32(bytes),
+            DType::BF16 => super::bf16_to_f32(bytes),
             DType::I8 | DType::I16 => self.dequantize(name, var, bytes)?,
             DType::I32 => return Err(Error::Model(format!("`{name}`: int32 is not a weight type"))),
         };

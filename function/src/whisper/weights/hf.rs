@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use half::{bf16, f16};
 use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 
@@ -45,8 +44,8 @@ impl HfCheckpoint {
             .ok_or_else(|| Error::Model(format!("tensor `{name}`: data beyond the end of {}", self.path.display())))?;
         let data: Vec<f32> = match info.dtype {
             Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-            Dtype::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Dtype::BF16 => bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::F16 => super::f16_to_f32(bytes),
+            Dtype::BF16 => super::bf16_to_f32(bytes),
             other => return Err(Error::Model(format!("tensor `{name}`: unsupported dtype {other:?}"))),
         };
         Ok(HostTensor { shape: info.shape.clone(), data })
