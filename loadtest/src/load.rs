@@ -263,7 +263,8 @@ async fn sample_loop(
     loop {
         let t = start.elapsed().as_secs_f64();
         // Every second (and once the warm-up is over) the metrics are read too.
-        let want_metrics = tick % 2 == 0 || (metrics_start.is_none() && Instant::now() >= warm_end);
+        let want_metrics =
+            tick.is_multiple_of(2) || (metrics_start.is_none() && Instant::now() >= warm_end);
         let metrics = if want_metrics || matches!(watch, Watch::Metrics) {
             scrape(http, base).await.ok()
         } else {

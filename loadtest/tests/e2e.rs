@@ -115,8 +115,18 @@ fn real_server_load_and_cold_start() {
     if let Some(m) = &moto {
         cmd.args(["--moto", m]);
     }
-    let status = cmd.status().unwrap();
-    assert!(status.success(), "load run failed: {status}");
+    let run = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    eprintln!("{stderr}");
+    assert!(
+        !stderr.contains("exited during the run"),
+        "the server stopped before the load test stopped it:\n{stderr}"
+    );
+    assert!(
+        run.status.success(),
+        "load run failed: {}\n{stderr}",
+        run.status
+    );
     let r = report::read(&load_out).unwrap();
     assert_eq!(r.scenarios.len(), scenarios.split(',').count());
     for s in &r.scenarios {

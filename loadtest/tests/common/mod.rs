@@ -58,7 +58,7 @@ impl Fake {
     }
 
     fn maybe_reject(&self, n: u64) -> Option<Resp> {
-        if self.reject_every > 0 && n % self.reject_every == 0 {
+        if self.reject_every > 0 && n.is_multiple_of(self.reject_every) {
             self.rejected.fetch_add(1, Ordering::SeqCst);
             return Some(resp(
                 429,
