@@ -2,9 +2,9 @@
 sends it) for an object in gcp-storage-emulator → transcripts written back to the bucket.
 
 gcp-storage-emulator (PyPI) speaks GCS's JSON API; object_store reads and writes objects
-through GCS's XML API (HEAD/GET/PUT on /BUCKET/OBJECT). `XmlApi` below forwards those three
-calls to the emulator's JSON endpoints and answers with the headers GCS sends (ETag,
-Last-Modified, x-goog-generation). Everything else — event parsing, the gs:// store, the
+through GCS's XML API (HEAD/GET/PUT on /BUCKET/OBJECT). `XmlApi` below forwards those calls
+to the emulator's JSON endpoints and answers with the headers GCS sends (ETag,
+Last-Modified, x-goog-generation; DELETE and create-if-absent PUT too). Everything else — event parsing, the gs:// store, the
 service-account configuration — is the real path."""
 
 import json
@@ -72,9 +72,22 @@ class XmlApi(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _empty(self, status):
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_DELETE(self):
+        bucket, name = self._split()
+        r = requests.delete(f"{self.emulator}/storage/v1/b/{bucket}/o/{quote(name, safe='')}", timeout=10)
+        self._empty(204 if r.status_code in (200, 204) else r.status_code)
+
     def do_PUT(self):
         bucket, name = self._split()
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        # Create-if-absent (object_store's PutMode::Create) is a generation-match on 0.
+        if self.headers.get("x-goog-if-generation-match") == "0" and self._meta(bucket, name).status_code == 200:
+            return self._empty(412)
         r = requests.post(f"{self.emulator}/upload/storage/v1/b/{bucket}/o", params={"uploadType": "media", "name": name}, data=body, timeout=10)
         meta = r.json()
         self.send_response(200)
