@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
+use tracing::Instrument;
 
 use crate::audio::{self, SAMPLE_RATE};
 use crate::config::ServeConfig;
@@ -111,11 +112,14 @@ impl Service {
                     // every delivery waiting for it goes away; a redelivery then finds it done.
                     let service = Arc::clone(self);
                     let key = key.clone();
-                    let task = tokio::spawn(async move {
-                        let result = service.run_object(source, version, outputs, options).await.map_err(Arc::new);
-                        service.flights.lock().expect("flights").remove(&key);
-                        result
-                    });
+                    let task = tokio::spawn(
+                        async move {
+                            let result = service.run_object(source, version, outputs, options).await.map_err(Arc::new);
+                            service.flights.lock().expect("flights").remove(&key);
+                            result
+                        }
+                        .in_current_span(),
+                    );
                     async move { task.await.unwrap_or_else(|e| Err(Arc::new(Error::Device(format!("object job failed: {e}"))))) }
                         .boxed()
                         .shared()

@@ -199,3 +199,17 @@ def test_two_instances_given_the_same_upload_run_the_model_once(tmp_path, moto, 
         assert transcripts_of(s3, key) == sorted(f"transcripts/{key}.{ext}" for ext in ("json", "txt", "srt", "vtt"))
     finally:
         assert other.terminate() == 0
+
+
+def test_logs_carry_the_trace_id_and_the_event_id(server, s3, upload):
+    key, etag, size = upload("s17.wav")
+    trace = uuid.uuid4().hex
+    event = s3_event(key, etag, size, event_id=f"ev-{trace[:8]}")
+    message = to_binary_event(event)
+    headers = dict(message.headers, traceparent=f"00-{trace}-{'1' * 16}-01")
+    assert requests.post(server.url + "/", headers=headers, data=message.body, timeout=300).status_code == 200
+    lines = [json.loads(line) for line in server.logs().splitlines() if trace in line]
+    assert lines, "no log line names the trace id"
+    spans = [{k: v for span in line.get("spans", []) for k, v in span.items()} for line in lines]
+    assert any(s.get("trace_id") == trace and s.get("ce_id") == f"ev-{trace[:8]}" for s in spans), lines
+    assert "test" not in "".join(json.dumps(line) for line in lines).replace("tests", ""), "credentials must not be logged"

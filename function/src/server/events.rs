@@ -14,6 +14,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use cloudevents::binding::actix::HttpResponseBuilderExt;
 use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
 use futures::future::join_all;
+use tracing::Instrument;
 
 use super::body::{media_type, read_limited};
 use super::errors::{classify, error_body, ApiError, ApiResult};
@@ -117,7 +118,12 @@ fn severity(error: &Error) -> u8 {
 
 async fn handle_event(service: &Arc<Service>, event: &Event) -> Result<Answer> {
     let span = tracing::info_span!("event", ce_id = event.id(), ce_type = event.ty(), ce_source = %event.source());
-    let _entered = span.enter();
+    let parsed = span.in_scope(|| parse_event(event));
+    let answer = run_job_json(service, parsed?).instrument(span.clone()).await;
+    span.in_scope(|| count(event.ty(), service, answer))
+}
+
+fn parse_event(event: &Event) -> Result<Parsed> {
     let data_json;
     let data = match event.data() {
         Some(Data::Json(value)) => Some(EventData::Json(value)),
@@ -131,10 +137,7 @@ async fn handle_event(service: &Arc<Service>, event: &Event) -> Result<Answer> {
         },
         None => None,
     };
-    let parsed = events::from_cloudevent(event.ty(), &event.source().to_string(), event.subject(), data)
-        .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-    drop(_entered);
-    count(event.ty(), service, run_job_json(service, parsed).await)
+    events::from_cloudevent(event.ty(), &event.source().to_string(), event.subject(), data).map_err(|e| Error::InvalidRequest(e.to_string()))
 }
 
 /// Counts an event's outcome by type (`tingxie_events_total`).
@@ -147,6 +150,7 @@ fn count(ty: &str, service: &Service, answer: Result<Answer>) -> Result<Answer> 
         Err(e) => classify(e).1,
     };
     service.metrics.events.with_label_values(&[ty, outcome]).inc();
+    tracing::info!(event_type = ty, outcome, "event handled");
     answer
 }
 

@@ -92,13 +92,14 @@ async fn wait_for_termination() {
     }
 }
 
-/// JSON lines on stdout; span fields (trace id, CloudEvent id) on every line.
+/// JSON lines on stdout; the fields of the enclosing spans (trace id, CloudEvent id) on every
+/// line.
 fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
+        .with_current_span(false)
+        .with_span_list(true)
         .try_init();
 }

@@ -59,8 +59,15 @@ pub async fn observe(req: ServiceRequest, next: Next<impl MessageBody>) -> Resul
     service.metrics.inflight.inc();
     let _inflight = Inflight(&service.metrics.inflight);
     let response = next.call(req).instrument(span.clone()).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    // One access line per request; probes and scrapes only at debug, they come every few seconds.
+    if route.starts_with("/health") || route == "/metrics" {
+        tracing::debug!(parent: &span, status = response.status().as_u16(), seconds, "request");
+    } else {
+        tracing::info!(parent: &span, status = response.status().as_u16(), seconds, "request");
+    }
     let status = response.status().as_u16().to_string();
     service.metrics.http_requests.with_label_values(&[route.as_str(), status.as_str()]).inc();
-    service.metrics.http_duration.with_label_values(&[route.as_str()]).observe(started.elapsed().as_secs_f64());
+    service.metrics.http_duration.with_label_values(&[route.as_str()]).observe(seconds);
     Ok(response)
 }
