@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GPU_DIR=.gpu
-STASH=/root/tingxie-stash
+STASH=${TINGXIE_STASH:-$HOME/tingxie-stash}
 MODEL=${MODEL:-models/whisper-tiny-en}
 FIXTURES=${TINGXIE_FIXTURES:-../shared/fixtures}
 FILES="s01.wav s02.wav s03.wav s04.wav s05.wav s06.wav s07.wav s08.wav s09.wav s10.wav s11.wav s12.wav
