@@ -261,6 +261,30 @@ impl Client {
         })
     }
 
+    /// Sends `req`, recording latency, status and the service's timing headers in `o`; the
+    /// reply when its status is a success, else None with the failure recorded.
+    async fn timed(&self, req: reqwest::RequestBuilder, o: &mut Outcome) -> Option<Reply> {
+        let t0 = Instant::now();
+        let reply = self.exchange(req).await;
+        o.latency = t0.elapsed().as_secs_f64();
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                Self::fail(o, classify_transport(&e), e.to_string());
+                return None;
+            }
+        };
+        o.status = Some(reply.status);
+        o.queue_s = header_f64(&reply.headers, "x-tingxie-queue-seconds");
+        o.compute_s = header_f64(&reply.headers, "x-tingxie-compute-seconds");
+        o.audio_s = header_f64(&reply.headers, "x-tingxie-audio-seconds");
+        if let Some(kind) = classify_status(reply.status) {
+            Self::fail(o, kind, String::from_utf8_lossy(&reply.body).into_owned());
+            return None;
+        }
+        Some(reply)
+    }
+
     fn fail(o: &mut Outcome, kind: &str, msg: impl Into<String>) {
         o.error_kind = Some(kind.to_string());
         let mut m: String = msg.into();
@@ -270,20 +294,9 @@ impl Client {
 
     /// HTTP and OpenAI scenarios: a JSON body with `text` is a success.
     async fn plain(&self, req: reqwest::RequestBuilder, o: &mut Outcome, _file: &AudioFile) {
-        let t0 = Instant::now();
-        let reply = self.exchange(req).await;
-        o.latency = t0.elapsed().as_secs_f64();
-        let reply = match reply {
-            Ok(r) => r,
-            Err(e) => return Self::fail(o, classify_transport(&e), e.to_string()),
+        let Some(reply) = self.timed(req, o).await else {
+            return;
         };
-        o.status = Some(reply.status);
-        o.queue_s = header_f64(&reply.headers, "x-tingxie-queue-seconds");
-        o.compute_s = header_f64(&reply.headers, "x-tingxie-compute-seconds");
-        o.audio_s = header_f64(&reply.headers, "x-tingxie-audio-seconds");
-        if let Some(kind) = classify_status(reply.status) {
-            return Self::fail(o, kind, String::from_utf8_lossy(&reply.body).into_owned());
-        }
         if self.response_format.contains("json") {
             match serde_json::from_slice::<Value>(&reply.body) {
                 Ok(v) if v.get("text").is_some_and(Value::is_string) => {
@@ -341,20 +354,9 @@ impl Client {
             .header("ce-subject", key.clone())
             .header("content-type", "application/json")
             .body(notification.to_string());
-        let t0 = Instant::now();
-        let reply = self.exchange(req).await;
-        o.latency = t0.elapsed().as_secs_f64();
-        let reply = match reply {
-            Ok(r) => r,
-            Err(e) => return Self::fail(o, classify_transport(&e), e.to_string()),
+        let Some(reply) = self.timed(req, o).await else {
+            return;
         };
-        o.status = Some(reply.status);
-        o.queue_s = header_f64(&reply.headers, "x-tingxie-queue-seconds");
-        o.compute_s = header_f64(&reply.headers, "x-tingxie-compute-seconds");
-        o.audio_s = header_f64(&reply.headers, "x-tingxie-audio-seconds");
-        if let Some(kind) = classify_status(reply.status) {
-            return Self::fail(o, kind, String::from_utf8_lossy(&reply.body).into_owned());
-        }
         let data: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
         let data = data.get("data").cloned().unwrap_or(data); // structured-mode reply
         o.audio_s = o
