@@ -95,7 +95,7 @@ pub fn render(t: &Transcript, format: Format) -> String {
     match format {
         Format::Text => format!("{}\n", t.text),
         Format::Json => serde_json::json!({ "text": t.text }).to_string(),
-        Format::VerboseJson => render_verbose_json(t),
+        Format::VerboseJson => verbose_json(t).to_string(),
         Format::Srt => render_subtitles(t, false),
         Format::Vtt => render_subtitles(t, true),
     }
@@ -124,7 +124,8 @@ struct VerboseSegment<'a> {
     no_speech_prob: f32,
 }
 
-fn render_verbose_json(t: &Transcript) -> String {
+/// OpenAI's `verbose_json` as a JSON value, for callers that add fields to it.
+pub fn verbose_json(t: &Transcript) -> serde_json::Value {
     let segments = t
         .segments
         .iter()
@@ -149,7 +150,7 @@ fn render_verbose_json(t: &Transcript) -> String {
         text: &t.text,
         segments,
     };
-    serde_json::to_string(&body).expect("plain structs always serialize")
+    serde_json::to_value(&body).expect("plain structs always serialize")
 }
 
 /// SRT or WebVTT. Cues are separated by one blank line (in VTT the first one also follows a

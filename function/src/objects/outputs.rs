@@ -8,7 +8,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::{store_error, Location, SourceVersion};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output::{self, Format};
 use crate::transcript::Transcript;
 
@@ -97,8 +97,7 @@ impl OutputSet {
             duration: transcript.duration,
             outputs: self.uris(),
         };
-        let mut json: serde_json::Value = serde_json::from_str(&output::render(transcript, Format::VerboseJson))
-            .map_err(|e| Error::Device(format!("rendering verbose_json: {e}")))?;
+        let mut json = output::verbose_json(transcript);
         let extra = serde_json::to_value(&record).expect("record serialises");
         if let (Some(doc), serde_json::Value::Object(fields)) = (json.as_object_mut(), extra) {
             doc.extend(fields);

@@ -64,6 +64,18 @@ pub fn error_body(error: &Error) -> serde_json::Value {
     serde_json::json!({"error": {"message": error.to_string(), "type": kind, "param": param, "code": code}})
 }
 
+impl ApiError {
+    /// A response of `status` with Retry-After when it asks for a retry. A batch answers with
+    /// its worst event's status, not necessarily this error's.
+    pub fn response_builder(&self, status: StatusCode) -> actix_web::HttpResponseBuilder {
+        let mut response = HttpResponse::build(status);
+        if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
+            response.insert_header((header::RETRY_AFTER, self.retry_after_seconds.to_string()));
+        }
+        response
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         classify(&self.error).0
@@ -71,10 +83,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        let mut response = HttpResponse::build(status);
-        if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
-            response.insert_header((header::RETRY_AFTER, self.retry_after_seconds.to_string()));
-        }
+        let mut response = self.response_builder(status);
         if status.is_server_error() {
             tracing::error!(error = %self.error, "request failed");
         } else {

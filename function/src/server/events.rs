@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use cloudevents::binding::actix::HttpResponseBuilderExt;
 use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
@@ -20,7 +19,7 @@ use super::body::{media_type, read_limited};
 use super::errors::{classify, error_body, ApiError, ApiResult};
 use crate::error::{Error, Result};
 use crate::events::{self, Audio, EventData, Job, Parsed};
-use crate::output::{self, Format};
+use crate::output;
 use crate::service::{ObjectOutcome, Service};
 
 const BATCH_MEDIA_TYPE: &str = "application/cloudevents-batch+json";
@@ -93,8 +92,7 @@ async fn receive_batch(service: &Arc<Service>, body: &[u8]) -> ApiResult<HttpRes
             .collect();
         let mut body = error_body(error);
         body["events"] = serde_json::Value::Array(results);
-        let mut response = ApiError::from(error.duplicate()).error_response_with(status);
-        return Ok(response.json(body));
+        return Ok(ApiError::from(error.duplicate()).response_builder(status).json(body));
     }
     let replies: Vec<Event> = batch
         .iter()
@@ -161,14 +159,13 @@ pub async fn run_job_json(service: &Arc<Service>, parsed: Parsed) -> Result<Answ
         Parsed::Ignored { reason } => return Ok(Answer::Ignored(reason)),
         Parsed::Jobs(jobs) => jobs,
     };
-    let results = join_all(jobs.iter().map(|job| run_job(service, job))).await;
+    let results = join_all(jobs.into_iter().map(|job| run_job(service, job))).await;
     let mut done = Vec::new();
-    let mut ignored = Vec::new();
     let mut failures = Vec::new();
     for result in results {
         match result {
             Ok(Some(value)) => done.push(value),
-            Ok(None) => ignored.push(()),
+            Ok(None) => {}
             Err(e) => failures.push(e),
         }
     }
@@ -182,17 +179,17 @@ pub async fn run_job_json(service: &Arc<Service>, parsed: Parsed) -> Result<Answ
     })
 }
 
-async fn run_job(service: &Arc<Service>, job: &Job) -> Result<Option<serde_json::Value>> {
-    match &job.audio {
-        Audio::Object(obj) => match service.transcribe_object(obj, &job.options).await? {
+async fn run_job(service: &Arc<Service>, job: Job) -> Result<Option<serde_json::Value>> {
+    match job.audio {
+        Audio::Object(obj) => match service.transcribe_object(&obj, &job.options).await? {
             ObjectOutcome::Done(completed) => Ok(Some(serde_json::to_value(completed).expect("serialisable"))),
             ObjectOutcome::Ignored(_) => Ok(None),
         },
         Audio::Inline(bytes) => {
             let options = service.decode_options(&job.options)?;
             let permit = service.engine.admit()?;
-            let done = service.transcribe_bytes(permit, bytes.clone(), None, options, None).await?;
-            let mut value: serde_json::Value = serde_json::from_str(&output::render(&done.transcript, Format::VerboseJson)).expect("valid JSON");
+            let done = service.transcribe_bytes(permit, bytes, None, options, None).await?;
+            let mut value = output::verbose_json(&done.transcript);
             value["model"] = service.config.model_name().into();
             value["queue_seconds"] = done.queue_wait.as_secs_f64().into();
             value["compute_seconds"] = done.compute.as_secs_f64().into();
@@ -216,15 +213,4 @@ fn reply(event: &Event, data: serde_json::Value) -> Event {
         builder = builder.subject(source.to_string());
     }
     builder.build().expect("every required attribute is set")
-}
-
-impl ApiError {
-    /// An error response with a chosen status (a batch answers with its worst event's).
-    fn error_response_with(&self, status: StatusCode) -> actix_web::HttpResponseBuilder {
-        let mut response = HttpResponse::build(status);
-        if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
-            response.insert_header((actix_web::http::header::RETRY_AFTER, self.retry_after_seconds.to_string()));
-        }
-        response
-    }
 }
