@@ -89,15 +89,18 @@ def test_cold_start_phases_are_logged_and_add_up(tmp_path, moto, s3):
 def test_a_request_whose_client_left_is_dropped_before_compute(tmp_path, moto, s3):
     srv = Server(tmp_path, moto).wait_ready()
     try:
-        long_body = (SPEECH / "long_90s.wav").read_bytes()
+        # Five minutes of audio keep the engine busy long enough (tens of seconds) that the
+        # second job is certainly still queued when its client hangs up.
+        long_body = (SPEECH / "long_5min.wav").read_bytes()
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            busy = pool.submit(post_audio, srv.url, long_body)  # occupies the engine for seconds
+            busy = pool.submit(post_audio, srv.url, long_body)
             wait_until(lambda: srv.metric("tingxie_inflight_requests") >= 2, 30, "the long request in flight")
             # A client that sends its audio, then hangs up while its job waits in the queue.
             body = (SPEECH / "s01.wav").read_bytes()
             with socket.create_connection(("127.0.0.1", srv.port)) as client:
                 client.sendall(f"POST /transcribe HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
                 wait_until(lambda: srv.metric("tingxie_queue_depth") == 1, 10, "the job queued")
+            assert not busy.done(), "the engine finished before the client hung up: nothing was tested"
             assert busy.result().status_code == 200
         wait_until(lambda: srv.metric("tingxie_cancelled_total") == 1, 10, "the abandoned job dropped")
         assert srv.metric("tingxie_compute_seconds_count") == 1
