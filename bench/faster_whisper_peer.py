@@ -1,24 +1,34 @@
 #!/usr/bin/env python3
 """The benchmark peer: faster-whisper 1.2.1 transcribing the same files with the same settings.
 
-usage: faster_whisper_peer.py MODEL_DIR THREADS BEAM_SIZE FILE...
+usage: faster_whisper_peer.py MODEL_DIR THREADS BEAM_SIZE [--batch-size N] FILE...
 Prints one transcript per line; on stderr a JSON line with the model-load and transcription
 seconds. BEAM_SIZE 1 means greedy at temperature 0 only (the reference's `greedy` mode);
-otherwise faster-whisper's defaults with that beam size.
+otherwise faster-whisper's defaults with that beam size. With --batch-size, files go through
+faster-whisper's BatchedInferencePipeline (its VAD cuts the windows), N windows at a time.
 """
 import json
 import sys
 import time
 
 start = time.perf_counter()
-from faster_whisper import WhisperModel  # noqa: E402  (import time counts as load)
+from faster_whisper import BatchedInferencePipeline, WhisperModel  # noqa: E402  (import time counts as load)
 
 model_dir, threads, beam = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+files = sys.argv[4:]
+batch_size = 0
+if files[:1] == ["--batch-size"]:
+    batch_size, files = int(files[1]), files[2:]
 model = WhisperModel(model_dir, device="cpu", compute_type="float32", cpu_threads=threads)
 loaded = time.perf_counter()
 options = {"beam_size": 1, "temperature": 0.0} if beam == 1 else {"beam_size": beam}
-for path in sys.argv[4:]:
-    segments, _ = model.transcribe(path, vad_filter=False, **options)
+if batch_size:
+    pipeline = BatchedInferencePipeline(model)
+for path in files:
+    if batch_size:
+        segments, _ = pipeline.transcribe(path, batch_size=batch_size, **options)
+    else:
+        segments, _ = model.transcribe(path, vad_filter=False, **options)
     print("".join(s.text for s in segments).strip(), flush=True)
 done = time.perf_counter()
 print(json.dumps({"load_s": loaded - start, "transcribe_s": done - loaded}), file=sys.stderr)

@@ -51,6 +51,11 @@ pub struct ServeConfig {
     /// Beam width when a request does not say (faster-whisper's default is 5; 1 = greedy).
     #[arg(long, env = "TINGXIE_BEAM_SIZE", default_value_t = 5)]
     pub beam_size: usize,
+    /// Windows per batch when a request does not say. 0: windows one after another, each
+    /// prompted by the text before it (faster-whisper's `transcribe`); N: independent windows
+    /// cut at pauses, N encoded and decoded at once (faster-whisper's batched pipeline).
+    #[arg(long, env = "TINGXIE_BATCH_SIZE", default_value_t = 0)]
+    pub batch_size: usize,
     /// Seconds another instance's claim on a source version is honoured (a delivery meanwhile
     /// gets 503 + Retry-After); an older claim is taken over, its owner presumed dead.
     #[arg(long, env = "TINGXIE_CLAIM_SECONDS", default_value_t = 900)]

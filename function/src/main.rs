@@ -46,6 +46,10 @@ struct TranscribeArgs {
     /// 1 for greedy decoding; faster-whisper's default is 5.
     #[arg(long, default_value_t = 5)]
     beam_size: usize,
+    /// Independent windows per batch (faster-whisper's batched pipeline); 0 = sequential
+    /// windows prompted by the text before them, faster-whisper's `transcribe`.
+    #[arg(long, default_value_t = 0)]
+    batch_size: usize,
     /// Spoken language (ISO 639-1); detected when omitted on multilingual models.
     #[arg(long)]
     language: Option<String>,
@@ -116,6 +120,7 @@ fn transcribe(args: TranscribeArgs) -> ExitCode {
     }
     let options = DecodeOptions {
         beam_size: args.beam_size,
+        batch_size: args.batch_size,
         language: args.language.clone(),
         initial_prompt: args.prompt.clone(),
         temperatures: args.temperature.map_or(DecodeOptions::default().temperatures, |t| vec![t]),

@@ -62,6 +62,7 @@ impl Service {
         let defaults = DecodeOptions::default();
         let options = DecodeOptions {
             beam_size: requested.beam_size.unwrap_or(self.config.beam_size),
+            batch_size: requested.batch_size.unwrap_or(self.config.batch_size),
             language: requested.language.clone().filter(|l| !l.is_empty()),
             initial_prompt: requested.prompt.clone().filter(|p| !p.is_empty()),
             temperatures: requested.temperature.map_or(defaults.temperatures.clone(), |t| vec![t]),

@@ -32,3 +32,32 @@ pub struct Transcript {
     /// Audio duration in seconds.
     pub duration: f64,
 }
+
+/// The word-error-rate normalisation of the fixtures (`../shared/fixtures/README.md`):
+/// lowercase, non-word characters to spaces.
+pub fn normalize(text: &str) -> Vec<String> {
+    let cleaned: String = text
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_alphanumeric() || c.is_whitespace() { c } else { ' ' })
+        .collect();
+    cleaned.split_whitespace().map(str::to_string).collect()
+}
+
+/// Word error rate of `hypothesis` against `reference` (both normalised).
+pub fn wer(reference: &str, hypothesis: &str) -> f64 {
+    let (r, h) = (normalize(reference), normalize(hypothesis));
+    if r.is_empty() {
+        return if h.is_empty() { 0.0 } else { 1.0 };
+    }
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for (i, rw) in r.iter().enumerate() {
+        let mut cur = vec![i + 1; h.len() + 1];
+        for (j, hw) in h.iter().enumerate() {
+            let substitution = prev[j] + usize::from(rw != hw);
+            cur[j + 1] = substitution.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[h.len()] as f64 / r.len() as f64
+}

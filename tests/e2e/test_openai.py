@@ -65,3 +65,19 @@ def test_raw_upload_endpoint(server):
     assert r.status_code == 200, r.text
     assert r.json()["text"] == reference_text("s03.wav")
     assert float(r.headers["x-tingxie-compute-seconds"]) > 0 and float(r.headers["x-tingxie-audio-seconds"]) > 7
+
+
+def test_batched_windows_through_the_api(client):
+    # tingxie's extra form field: independent windows cut at pauses, 4 decoded at once.
+    result = transcribe(client, "long_90s.wav", response_format="verbose_json", extra_body={"batch_size": 4})
+    windows = sorted({s.seek for s in result.segments})
+    assert len(windows) >= 4, windows
+    assert "bicycle" in result.text.lower()
+    ends = [(s.start, s.end) for s in result.segments]
+    assert all(a[1] <= b[0] for a, b in zip(ends, ends[1:])) and ends[-1][1] <= result.duration, ends
+
+
+def test_bad_batch_size_is_named(client):
+    with pytest.raises(openai.BadRequestError) as e:
+        transcribe(client, extra_body={"batch_size": 100})
+    assert "batch_size" in str(e.value)

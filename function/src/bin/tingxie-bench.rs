@@ -117,38 +117,59 @@ fn versus(model: &Path, fixtures: &Path, threads: usize, python: &Path, reps: us
     let peer_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/faster_whisper_peer.py");
     for (name, files) in &cases {
         for (mode, beam) in [("greedy", 1), ("beam5", 5)] {
-            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-            for _ in 0..reps {
-                let mut cmd = Command::new(tingxie_exe());
-                cmd.args(["transcribe", "--format", "text", "--threads", &threads.to_string()])
-                    .args(["--beam-size", &beam.to_string()])
-                    .arg("--model")
-                    .arg(model)
-                    .args(files);
-                if beam == 1 {
-                    cmd.args(["--temperature", "0"]);
-                }
-                ours.push(run(&mut cmd));
-                let mut cmd = Command::new(python);
-                cmd.arg(&peer_script).arg(model).arg(threads.to_string()).arg(beam.to_string()).args(files);
-                theirs.push(run(&mut cmd));
-            }
+            let (ours, theirs) = race(model, &peer_script, python, threads, beam, 0, files, reps);
             let same = ours[0].stdout.lines().zip(theirs[0].stdout.lines()).filter(|(a, b)| a.trim() == b.trim()).count();
-            let (ow, tw) = (median(ours.iter().map(|r| r.wall).collect()), median(theirs.iter().map(|r| r.wall).collect()));
-            let (orss, trss) = (
-                median(ours.iter().map(|r| r.peak_rss_mib).collect()),
-                median(theirs.iter().map(|r| r.peak_rss_mib).collect()),
-            );
-            println!(
-                "| {name} | {mode} | {ow:.2} | {tw:.2} | {:.2} | {orss:.0} | {trss:.0} | {:.2} | {same}/{} |",
-                ow / tw,
-                orss / trss,
-                files.len()
-            );
-            eprintln!("tingxie: {}faster-whisper: {}", ours[0].stderr, theirs[0].stderr);
+            println!("| {name} | {mode} | {} | {same}/{} |", compare(&ours, &theirs), files.len());
         }
     }
+    // Batched mode: both engines cut the recording into independent windows (tingxie at pauses,
+    // faster-whisper with its VAD), so texts differ; word error rates against the spoken text.
+    let spoken = &manifest(fixtures).into_iter().find(|r| r["file"] == "long_5min.wav").expect("long_5min.wav")["reference_text"];
+    let long = vec![speech.join("long_5min.wav")];
+    println!("\n| input | mode | tingxie wall s | faster-whisper wall s | wall ratio | tingxie peak RSS MiB | faster-whisper peak RSS MiB | RSS ratio | WER tingxie / faster-whisper |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let (ours, theirs) = race(model, &peer_script, python, threads, 1, BATCH, &long, reps);
+    let wer = |r: &Run| tingxie::transcript::wer(spoken, r.stdout.trim());
+    println!("| long_5min.wav | greedy, batch {BATCH} | {} | {:.3} / {:.3} |", compare(&ours, &theirs), wer(&ours[0]), wer(&theirs[0]));
 }
+
+/// Windows per batch in the batched rows (faster-whisper's example value).
+const BATCH: usize = 8;
+
+/// `reps` alternating runs of both engines on `files`; `batch` 0 = sequential windows.
+#[allow(clippy::too_many_arguments)]
+fn race(model: &Path, peer_script: &Path, python: &Path, threads: usize, beam: usize, batch: usize, files: &[PathBuf], reps: usize) -> (Vec<Run>, Vec<Run>) {
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let mut cmd = Command::new(tingxie_exe());
+        cmd.args(["transcribe", "--format", "text", "--threads", &threads.to_string()])
+            .args(["--beam-size", &beam.to_string(), "--batch-size", &batch.to_string()])
+            .arg("--model")
+            .arg(model)
+            .args(files);
+        if beam == 1 {
+            cmd.args(["--temperature", "0"]);
+        }
+        ours.push(run(&mut cmd));
+        let mut cmd = Command::new(python);
+        cmd.arg(peer_script).arg(model).arg(threads.to_string()).arg(beam.to_string());
+        if batch > 0 {
+            cmd.args(["--batch-size", &batch.to_string()]);
+        }
+        theirs.push(run(cmd.args(files)));
+    }
+    eprintln!("tingxie: {}faster-whisper: {}", ours[0].stderr, theirs[0].stderr);
+    (ours, theirs)
+}
+
+/// Median wall and peak RSS of both engines and their ratios, as table cells.
+fn compare(ours: &[Run], theirs: &[Run]) -> String {
+    let wall = |runs: &[Run]| median(runs.iter().map(|r| r.wall).collect());
+    let rss = |runs: &[Run]| median(runs.iter().map(|r| r.peak_rss_mib).collect());
+    let (ow, tw, orss, trss) = (wall(ours), wall(theirs), rss(ours), rss(theirs));
+    format!("{ow:.2} | {tw:.2} | {:.2} | {orss:.0} | {trss:.0} | {:.2}", ow / tw, orss / trss)
+}
+
 
 fn parity(model: &Path, fixtures: &Path, device: &str, mode: &str, files: Vec<String>) -> bool {
     let (reference_name, beam) = match mode {

@@ -92,6 +92,9 @@ pub struct RequestOptions {
     pub temperature: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub beam_size: Option<usize>,
+    /// Independent windows decoded per batch; 0 = sequential windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<String>,
     /// URI prefix under which transcripts are written, e.g. `s3://bucket/transcripts/`.

@@ -21,6 +21,7 @@ const FIELDS: &[&str] = &[
     "prompt",
     "temperature",
     "beam_size",
+    "batch_size",
     "response_format",
     "output",
 ];
@@ -58,12 +59,14 @@ pub(super) fn parse(data: &Value) -> Result<Parsed, EventError> {
         (Some(uri), None) => Audio::Object(ObjectRef::parse(uri)?),
         (None, Some(b64)) => Audio::Inline(decode_audio(b64)?),
     };
-    let beam_size = match json::opt_u64(TY, m, "", "beam_size")? {
-        Some(n) => {
-            Some(usize::try_from(n).map_err(|_| json::invalid(TY, "beam_size", "too large"))?)
-        }
-        None => None,
+    let count = |field: &'static str| match json::opt_u64(TY, m, "", field)? {
+        Some(n) => Ok(Some(
+            usize::try_from(n).map_err(|_| json::invalid(TY, field, "too large"))?,
+        )),
+        None => Ok(None),
     };
+    let beam_size = count("beam_size")?;
+    let batch_size = count("batch_size")?;
     let temperature = match m.get("temperature") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => n.as_f64().map(|t| t as f32),
@@ -80,6 +83,7 @@ pub(super) fn parse(data: &Value) -> Result<Parsed, EventError> {
         prompt: json::opt_str(TY, m, "", "prompt")?.map(str::to_string),
         temperature,
         beam_size,
+        batch_size,
         response_format: json::opt_str(TY, m, "", "response_format")?.map(str::to_string),
         output: json::opt_str(TY, m, "", "output")?.map(str::to_string),
     };

@@ -69,6 +69,11 @@ pub async fn transcriptions(req: HttpRequest, payload: web::Payload, service: we
                 let text = read_text(&mut field, &name).await?;
                 options.temperature = Some(text.trim().parse().map_err(|_| invalid("temperature", format!("`{text}` is not a number")))?);
             }
+            // Not OpenAI's: tingxie's batched mode, as in the JSON and query forms.
+            "batch_size" => {
+                let text = read_text(&mut field, &name).await?;
+                options.batch_size = Some(text.trim().parse().map_err(|_| invalid("batch_size", format!("`{text}` is not a whole number")))?);
+            }
             "timestamp_granularities[]" | "timestamp_granularities" => {
                 let text = read_text(&mut field, &name).await?;
                 if text.trim() != "segment" {

@@ -25,6 +25,7 @@ struct AudioQuery {
     prompt: Option<String>,
     temperature: Option<f32>,
     beam_size: Option<usize>,
+    batch_size: Option<usize>,
 }
 
 /// Raw bodies this endpoint takes; the bytes themselves decide the codec.
@@ -60,6 +61,7 @@ pub async fn transcribe(req: HttpRequest, payload: web::Payload, service: web::D
         prompt: query.prompt,
         temperature: query.temperature,
         beam_size: query.beam_size,
+        batch_size: query.batch_size,
         ..Default::default()
     })?;
     // Admission before reading the body: a full queue costs the client one round trip.

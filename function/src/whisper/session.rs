@@ -1,5 +1,6 @@
-//! The bridge between the search (host-side token logic) and the network: one window's
-//! decoder state on the device, fed one token per row per step.
+//! The bridge between the search (host-side token logic) and the network: the decoder state
+//! of one window (rows are its hypotheses) or of a batch of windows (a row each) on the
+//! device, fed one token per row per step.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -10,6 +11,8 @@ use super::model::{DecoderState, Whisper};
 pub struct WindowSession<'a, B: Backend> {
     model: &'a Whisper<B>,
     state: DecoderState<B>,
+    /// Windows in the encoder output; every one gets the prompt.
+    windows: usize,
 }
 
 fn int_tensor<B: Backend, const D: usize>(values: &[u32], shape: [usize; D], device: &B::Device) -> Tensor<B, D, Int> {
@@ -18,24 +21,27 @@ fn int_tensor<B: Backend, const D: usize>(values: &[u32], shape: [usize; D], dev
 }
 
 impl<'a, B: Backend> WindowSession<'a, B> {
-    /// A session over the encoder output `[1, frames, d]` of one window.
+    /// A session over the encoder output `[windows, frames, d]`.
     pub fn new(model: &'a Whisper<B>, encoded: Tensor<B, 3>) -> Self {
-        WindowSession { model, state: model.decoder.start(encoded) }
+        let windows = encoded.dims()[0];
+        WindowSession { model, state: model.decoder.start(encoded), windows }
     }
 
-    /// Feeds the prompt tokens before the search's start token (batch of one row). Returns the
-    /// logits at position `logits_at`, if asked (the no-speech probability is read there when
-    /// the prompt continues after `<|startoftranscript|>`).
-    pub fn feed_prompt(&mut self, tokens: &[u32], logits_at: Option<usize>) -> Option<Vec<f32>> {
+    /// Feeds the prompt tokens before the search's start token, the same prompt to every
+    /// window. Returns each window's logits at position `logits_at`, if asked (the no-speech
+    /// probability is read there when the prompt continues after `<|startoftranscript|>`).
+    pub fn feed_prompt(&mut self, tokens: &[u32], logits_at: Option<usize>) -> Option<Vec<Vec<f32>>> {
         if tokens.is_empty() {
             return None;
         }
         let device = &self.model.device;
-        let hidden = self.model.decoder.forward(int_tensor(tokens, [1, tokens.len()], device), &mut self.state);
+        let rows = self.windows;
+        let repeated: Vec<u32> = tokens.iter().copied().cycle().take(rows * tokens.len()).collect();
+        let hidden = self.model.decoder.forward(int_tensor(&repeated, [rows, tokens.len()], device), &mut self.state);
         let position = logits_at?;
         let d = hidden.dims()[2];
-        let row = hidden.narrow(1, position, 1).reshape([1, d]);
-        Some(to_rows(self.model.decoder.logits(row)).swap_remove(0))
+        let at = hidden.narrow(1, position, 1).reshape([rows, d]);
+        Some(to_rows(self.model.decoder.logits(at)))
     }
 }
 

@@ -6,6 +6,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+/// Seconds per timestamp token.
+pub const TIME_PRECISION: f64 = 0.02;
+
 /// Ids of the control tokens, looked up by name so every checkpoint family works.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecialTokens {
@@ -83,6 +86,11 @@ impl WhisperTokenizer {
 
     pub fn is_timestamp(&self, id: u32) -> bool {
         id >= self.specials.timestamp_begin
+    }
+
+    /// The time a timestamp token stands for, in seconds from its window's start.
+    pub fn timestamp_seconds(&self, id: u32) -> Option<f64> {
+        self.is_timestamp(id).then(|| (id - self.specials.timestamp_begin) as f64 * TIME_PRECISION)
     }
 
     /// Text of the text tokens among `ids` (special and timestamp tokens are left out).

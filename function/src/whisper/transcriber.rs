@@ -1,5 +1,6 @@
 //! Long-form transcription as faster-whisper does it: 30 s windows moved by the last
-//! timestamp, previous text as prompt, temperature fallback, no-speech skipping.
+//! timestamp, previous text as prompt, temperature fallback, no-speech skipping. The batched
+//! mode (independent windows) is in `batched.rs`.
 
 use std::io::Write;
 use std::path::Path;
@@ -13,13 +14,11 @@ use super::decoding::search::{self, Hypothesis, Rng, SearchSettings};
 use super::mel::{LogMel, MelFrontend, FRAME_SECONDS, SAMPLE_RATE, WINDOW_FRAMES};
 use super::model::Whisper;
 use super::session::WindowSession;
-use super::tokenizer::WhisperTokenizer;
+use super::tokenizer::{WhisperTokenizer, TIME_PRECISION};
 use super::suppress::SuppressLists;
 use crate::error::{Error, Result};
 use crate::transcript::{Segment, Transcript};
 
-/// Seconds per timestamp token.
-const TIME_PRECISION: f64 = 0.02;
 /// Mel frames per encoder position (the second convolution has stride 2).
 const INPUT_STRIDE: usize = 2;
 
@@ -32,8 +31,8 @@ pub struct Transcriber<B: Backend> {
 }
 
 /// What one window decoded to, with the scores the fallback and skipping look at.
-struct WindowResult {
-    hypothesis: Hypothesis,
+pub(super) struct WindowResult {
+    pub(super) hypothesis: Hypothesis,
     avg_logprob: f32,
     no_speech_prob: f32,
     temperature: f32,
@@ -80,9 +79,10 @@ impl<B: Backend> Transcriber<B> {
         self.frontend.compute(samples)
     }
 
-    /// Encodes one `[n_mels, 3000]` window.
-    fn encode_window(&self, window: Vec<f32>) -> Tensor<B, 3> {
-        let mel = Tensor::from_data(TensorData::new(window, [1, self.frontend.n_mels(), WINDOW_FRAMES]), &self.model.device);
+    /// Encodes `[n_mels, 3000]` windows laid end to end: `[windows, frames, d]`.
+    pub(super) fn encode_windows(&self, windows: Vec<f32>) -> Tensor<B, 3> {
+        let count = windows.len() / (self.frontend.n_mels() * WINDOW_FRAMES);
+        let mel = Tensor::from_data(TensorData::new(windows, [count, self.frontend.n_mels(), WINDOW_FRAMES]), &self.model.device);
         self.model.encode(mel)
     }
 
@@ -90,57 +90,74 @@ impl<B: Backend> Transcriber<B> {
     pub fn transcribe(&self, samples: &[f32], options: &DecodeOptions) -> Result<Transcript> {
         options.validate()?;
         let mel = self.log_mel(samples);
-        let content_frames = mel.content_frames();
         let sot_sequence = self.sot_sequence(&mel, options)?;
         let language = self.language_of(&sot_sequence);
-        let mut all_tokens: Vec<u32> = match &options.initial_prompt {
+        let initial_prompt: Vec<u32> = match &options.initial_prompt {
             Some(prompt) => self.tokenizer.encode(&format!(" {}", prompt.trim()))?,
             None => Vec::new(),
         };
+        let mut rng = Rng::new(options.seed);
+        let segments = if options.batch_size > 0 {
+            self.transcribe_batched(&mel, &self.prompt(&initial_prompt, &sot_sequence, options), options, &mut rng)
+        } else {
+            self.transcribe_sequential(&mel, initial_prompt, &sot_sequence, options, &mut rng)
+        };
+        let text = segments.iter().map(|s| s.text.as_str()).collect::<String>().trim().to_string();
+        Ok(Transcript { text, segments, language, duration: samples.len() as f64 / SAMPLE_RATE as f64 })
+    }
+
+    /// Windows one after another, each starting at the last timestamp of the one before and
+    /// prompted by the text so far.
+    fn transcribe_sequential(&self, mel: &LogMel, mut all_tokens: Vec<u32>, sot_sequence: &[u32], options: &DecodeOptions, rng: &mut Rng) -> Vec<Segment> {
+        let content_frames = mel.content_frames();
         let mut prompt_reset_since = 0;
         let mut segments: Vec<Segment> = Vec::new();
-        let mut rng = Rng::new(options.seed);
         let mut seek = 0;
         while seek < content_frames {
-            let time_offset = seek as f64 * FRAME_SECONDS;
             let window_frames = WINDOW_FRAMES.min(content_frames - seek);
-            let encoded = self.encode_window(mel.window(seek, window_frames));
-            let prompt = self.prompt(&all_tokens[prompt_reset_since..], &sot_sequence, options);
-            let result = self.decode_with_fallback(encoded, &prompt, options, &mut rng);
+            let encoded = self.encode_windows(mel.window(seek, window_frames));
+            let prompt = self.prompt(&all_tokens[prompt_reset_since..], sot_sequence, options);
+            let result = self.decode_with_fallback(encoded, &prompt, options, rng, None);
             if is_silence(&result, options) {
                 seek += window_frames;
                 continue;
             }
-            let window_start = seek;
-            let tokens = &result.hypothesis.tokens;
-            let (pieces, next_seek) = self.split_by_timestamps(tokens, seek, window_frames);
+            let (pieces, next_seek) = self.split_by_timestamps(&result.hypothesis.tokens, seek, window_frames);
+            all_tokens.extend(self.push_segments(&mut segments, pieces, seek, &result));
             seek = next_seek;
-            for (start_ts, end_ts, piece) in pieces {
-                let text = self.tokenizer.decode(&piece);
-                let (start, end) = (time_offset + start_ts, time_offset + end_ts);
-                if start == end || text.trim().is_empty() {
-                    continue;
-                }
-                all_tokens.extend_from_slice(&piece);
-                segments.push(Segment {
-                    id: segments.len() + 1,
-                    seek: window_start,
-                    start,
-                    end,
-                    text,
-                    tokens: piece,
-                    temperature: result.temperature,
-                    avg_logprob: result.avg_logprob,
-                    compression_ratio: result.compression_ratio,
-                    no_speech_prob: result.no_speech_prob,
-                });
-            }
             if !options.condition_on_previous_text || result.temperature > options.prompt_reset_on_temperature {
                 prompt_reset_since = all_tokens.len();
             }
         }
-        let text = segments.iter().map(|s| s.text.as_str()).collect::<String>().trim().to_string();
-        Ok(Transcript { text, segments, language, duration: samples.len() as f64 / SAMPLE_RATE as f64 })
+        segments
+    }
+
+    /// Appends a window's pieces `(start s, end s, tokens)`, relative to the window at `seek`,
+    /// as segments; empty ones are dropped. Returns the tokens of the segments kept.
+    pub(super) fn push_segments(&self, segments: &mut Vec<Segment>, pieces: Vec<(f64, f64, Vec<u32>)>, seek: usize, result: &WindowResult) -> Vec<u32> {
+        let time_offset = seek as f64 * FRAME_SECONDS;
+        let mut kept = Vec::new();
+        for (start_ts, end_ts, piece) in pieces {
+            let text = self.tokenizer.decode(&piece);
+            let (start, end) = (time_offset + start_ts, time_offset + end_ts);
+            if start == end || text.trim().is_empty() {
+                continue;
+            }
+            kept.extend_from_slice(&piece);
+            segments.push(Segment {
+                id: segments.len() + 1,
+                seek,
+                start,
+                end,
+                text,
+                tokens: piece,
+                temperature: result.temperature,
+                avg_logprob: result.avg_logprob,
+                compression_ratio: result.compression_ratio,
+                no_speech_prob: result.no_speech_prob,
+            });
+        }
+        kept
     }
 
     /// `<|startoftranscript|>` plus, for multilingual models, language and task tokens.
@@ -179,9 +196,9 @@ impl<B: Backend> Transcriber<B> {
 
     /// The most likely language token after `<|startoftranscript|>` on the first window.
     fn detect_language(&self, mel: &LogMel) -> u32 {
-        let encoded = self.encode_window(mel.window(0, WINDOW_FRAMES.min(mel.content_frames())));
+        let encoded = self.encode_windows(mel.window(0, WINDOW_FRAMES.min(mel.content_frames())));
         let mut session = WindowSession::new(&self.model, encoded);
-        let logits = session.feed_prompt(&[self.tokenizer.specials.sot], Some(0)).unwrap_or_default();
+        let logits = session.feed_prompt(&[self.tokenizer.specials.sot], Some(0)).map(|mut rows| rows.swap_remove(0)).unwrap_or_default();
         self.tokenizer
             .languages
             .iter()
@@ -191,7 +208,7 @@ impl<B: Backend> Transcriber<B> {
     }
 
     /// `[<|startofprev|> previous...] sot_sequence [<|notimestamps|>]`; at most 223 previous tokens.
-    fn prompt(&self, previous: &[u32], sot_sequence: &[u32], options: &DecodeOptions) -> Vec<u32> {
+    pub(super) fn prompt(&self, previous: &[u32], sot_sequence: &[u32], options: &DecodeOptions) -> Vec<u32> {
         let s = &self.tokenizer.specials;
         let keep = self.model.config.n_text_ctx / 2 - 1;
         let mut prompt = Vec::new();
@@ -206,7 +223,7 @@ impl<B: Backend> Transcriber<B> {
         prompt
     }
 
-    fn rules(&self, options: &DecodeOptions) -> LogitRules {
+    pub(super) fn rules(&self, options: &DecodeOptions) -> LogitRules {
         let specials = self.tokenizer.specials.clone();
         let initial = (options.max_initial_timestamp as f64 / TIME_PRECISION).round() as u32;
         LogitRules {
@@ -218,18 +235,34 @@ impl<B: Backend> Transcriber<B> {
         }
     }
 
-    /// Decodes one window at increasing temperatures until the result looks sound.
-    fn decode_with_fallback(&self, encoded: Tensor<B, 3>, prompt: &[u32], options: &DecodeOptions, rng: &mut Rng) -> WindowResult {
-        let rules = self.rules(options);
+    /// The search settings for windows prompted with `prompt`.
+    pub(super) fn settings<'r>(&self, rules: &'r LogitRules, prompt: &[u32], options: &DecodeOptions) -> SearchSettings<'r> {
         let n_ctx = self.model.config.n_text_ctx;
-        let settings = SearchSettings {
-            rules: &rules,
+        SearchSettings {
+            rules,
             max_len: (n_ctx / 2).min(n_ctx.saturating_sub(prompt.len() - 1)),
             length_penalty: options.length_penalty,
-        };
+        }
+    }
+
+    /// Decodes one window at increasing temperatures until the result looks sound. `first`,
+    /// when given, is the result at the first temperature, already decoded (in a batch).
+    pub(super) fn decode_with_fallback(
+        &self,
+        encoded: Tensor<B, 3>,
+        prompt: &[u32],
+        options: &DecodeOptions,
+        rng: &mut Rng,
+        mut first: Option<WindowResult>,
+    ) -> WindowResult {
+        let rules = self.rules(options);
+        let settings = self.settings(&rules, prompt, options);
         let mut all = Vec::new();
         for &temperature in &options.temperatures {
-            let result = self.decode_window(encoded.clone(), prompt, temperature, options, &settings, rng);
+            let result = match first.take() {
+                Some(result) => result,
+                None => self.decode_windows(encoded.clone(), prompt, temperature, options, &settings, rng).swap_remove(0),
+            };
             let too_repetitive = options.compression_ratio_threshold.is_some_and(|t| result.compression_ratio > t);
             let too_unsure = options.log_prob_threshold.is_some_and(|t| result.avg_logprob < t);
             // Silence is not retried (faster-whisper's rule, with its strict comparisons).
@@ -250,7 +283,10 @@ impl<B: Backend> Transcriber<B> {
             .expect("at least one temperature")
     }
 
-    fn decode_window(
+    /// Decodes the windows of `encoded` `[windows, frames, d]` once at `temperature`; one
+    /// result per window. Several windows decode together only greedily (a row each);
+    /// sampling and beam search take one window.
+    pub(super) fn decode_windows(
         &self,
         encoded: Tensor<B, 3>,
         prompt: &[u32],
@@ -258,36 +294,46 @@ impl<B: Backend> Transcriber<B> {
         options: &DecodeOptions,
         settings: &SearchSettings,
         rng: &mut Rng,
-    ) -> WindowResult {
+    ) -> Vec<WindowResult> {
         let s = &self.tokenizer.specials;
+        let windows = encoded.dims()[0];
+        let greedy = temperature == 0.0 && options.beam_size == 1;
+        assert!(windows == 1 || greedy, "only greedy search decodes several windows at once");
         let mut session = WindowSession::new(&self.model, encoded);
         let (prefix, start) = prompt.split_at(prompt.len() - 1);
         let sot_index = prompt.iter().position(|&t| t == s.sot).unwrap_or(0);
         // With language/task tokens after <|startoftranscript|>, no-speech is read at its position.
         let sot_is_start = sot_index == prompt.len() - 1;
         let prompt_logits = session.feed_prompt(prefix, (!sot_is_start).then_some(sot_index));
-        let mut no_speech_prob = prompt_logits.map(|l| softmax_at(&l, s.no_speech));
-        let mut probe = NoSpeechProbe { inner: &mut session, no_speech: s.no_speech, prob: &mut no_speech_prob };
-        let hypothesis = if temperature > 0.0 {
-            search::sample(&mut probe, start[0], options.best_of, temperature, rng, settings)
+        let mut no_speech = prompt_logits.map(|rows| rows.iter().map(|l| softmax_at(l, s.no_speech)).collect());
+        let mut probe = NoSpeechProbe { inner: &mut session, no_speech: s.no_speech, probs: &mut no_speech };
+        let hypotheses = if temperature > 0.0 {
+            vec![search::sample(&mut probe, start[0], options.best_of, temperature, rng, settings)]
         } else if options.beam_size > 1 {
-            search::beam(&mut probe, start[0], options.beam_size, options.patience, settings)
+            vec![search::beam(&mut probe, start[0], options.beam_size, options.patience, settings)]
         } else {
-            search::greedy(&mut probe, start[0], settings)
+            search::greedy_rows(&mut probe, start[0], windows, settings)
         };
-        let text = self.tokenizer.decode(&hypothesis.tokens);
-        WindowResult {
-            avg_logprob: hypothesis.cum_logprob / (hypothesis.tokens.len() + 1) as f32,
-            compression_ratio: compression_ratio(text.trim()),
-            no_speech_prob: no_speech_prob.unwrap_or(0.0),
-            temperature,
-            hypothesis,
-        }
+        let no_speech = no_speech.unwrap_or_default();
+        hypotheses
+            .into_iter()
+            .enumerate()
+            .map(|(i, hypothesis)| {
+                let text = self.tokenizer.decode(&hypothesis.tokens);
+                WindowResult {
+                    avg_logprob: hypothesis.cum_logprob / (hypothesis.tokens.len() + 1) as f32,
+                    compression_ratio: compression_ratio(text.trim()),
+                    no_speech_prob: no_speech.get(i).copied().unwrap_or(0.0),
+                    temperature,
+                    hypothesis,
+                }
+            })
+            .collect()
     }
 
     /// Splits a window's tokens at timestamp pairs. Returns (start s, end s, tokens) relative to
     /// the window, and where the next window starts.
-    fn split_by_timestamps(&self, tokens: &[u32], seek: usize, window_frames: usize) -> (Vec<(f64, f64, Vec<u32>)>, usize) {
+    pub(super) fn split_by_timestamps(&self, tokens: &[u32], seek: usize, window_frames: usize) -> (Vec<(f64, f64, Vec<u32>)>, usize) {
         let tok = &self.tokenizer;
         let begin = tok.specials.timestamp_begin;
         let time = |id: u32| (id - begin) as f64 * TIME_PRECISION;
@@ -322,25 +368,25 @@ impl<B: Backend> Transcriber<B> {
 }
 
 /// A window is silence when no-speech is likely and the decoded text is unsure.
-fn is_silence(result: &WindowResult, options: &DecodeOptions) -> bool {
+pub(super) fn is_silence(result: &WindowResult, options: &DecodeOptions) -> bool {
     let Some(threshold) = options.no_speech_threshold else { return false };
     let unsure = options.log_prob_threshold.is_none_or(|t| result.avg_logprob <= t);
     result.no_speech_prob > threshold && unsure
 }
 
-/// Passes steps through to the session and records the no-speech probability of the first
-/// step's unmasked logits (when the prompt ends with `<|startoftranscript|>`).
+/// Passes steps through to the session and records each row's no-speech probability from the
+/// first step's unmasked logits (when the prompt ends with `<|startoftranscript|>`).
 struct NoSpeechProbe<'s, 'a, B: Backend> {
     inner: &'s mut WindowSession<'a, B>,
     no_speech: u32,
-    prob: &'s mut Option<f32>,
+    probs: &'s mut Option<Vec<f32>>,
 }
 
 impl<B: Backend> search::StepModel for NoSpeechProbe<'_, '_, B> {
     fn step(&mut self, tokens: &[u32]) -> Vec<Vec<f32>> {
         let logits = self.inner.step(tokens);
-        if self.prob.is_none() {
-            *self.prob = Some(softmax_at(&logits[0], self.no_speech));
+        if self.probs.is_none() {
+            *self.probs = Some(logits.iter().map(|l| softmax_at(l, self.no_speech)).collect());
         }
         logits
     }

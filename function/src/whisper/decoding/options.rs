@@ -42,6 +42,10 @@ pub struct DecodeOptions {
     pub without_timestamps: bool,
     /// Seed of the sampler used at temperatures above 0.
     pub seed: u64,
+    /// 0: windows one after another, each prompted by the text before it (faster-whisper's
+    /// `transcribe`, token for token). N: independent windows cut at pauses, N encoded and
+    /// decoded at once (faster-whisper's `BatchedInferencePipeline`; no previous-text prompt).
+    pub batch_size: usize,
 }
 
 impl Default for DecodeOptions {
@@ -64,6 +68,7 @@ impl Default for DecodeOptions {
             max_initial_timestamp: 1.0,
             without_timestamps: false,
             seed: 0,
+            batch_size: 0,
         }
     }
 }
@@ -87,6 +92,9 @@ impl DecodeOptions {
         }
         if self.temperatures.is_empty() || self.temperatures.iter().any(|t| !(0.0..=2.0).contains(t)) {
             return bad("temperature", "must be one or more values between 0 and 2");
+        }
+        if self.batch_size > 64 {
+            return bad("batch_size", "must be between 0 (sequential windows) and 64");
         }
         if !(0.0..=30.0).contains(&self.max_initial_timestamp) {
             return bad("max_initial_timestamp", "must be between 0 and 30 seconds");

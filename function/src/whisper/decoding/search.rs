@@ -56,21 +56,40 @@ fn argmax(values: &[f32]) -> (u32, f32) {
 
 /// Greedy search from `start`, the last token of the prompt.
 pub fn greedy(model: &mut dyn StepModel, start: u32, s: &SearchSettings) -> Hypothesis {
+    greedy_rows(model, start, 1, s).swap_remove(0)
+}
+
+/// Greedy search on `rows` independent rows at once (one window each), all starting from
+/// `start`. A row that produced end-of-text leaves the batch, so later steps only run the
+/// rows still decoding. Returns one hypothesis per row, in row order.
+pub fn greedy_rows(model: &mut dyn StepModel, start: u32, rows: usize, s: &SearchSettings) -> Vec<Hypothesis> {
     let eot = s.rules.specials.eot;
-    let mut tokens = Vec::new();
-    let mut cum = 0.0f32;
-    let mut input = start;
+    let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); rows];
+    let mut cum = vec![0.0f32; rows];
+    let mut live: Vec<usize> = (0..rows).collect();
+    let mut inputs = vec![start; rows];
     for _ in 0..s.max_len {
-        let logits = model.step(&[input]).swap_remove(0);
-        let (best, logprob) = argmax(&scores(s.rules, &tokens, logits));
-        cum += logprob;
-        if best == eot {
+        let logits = model.step(&inputs);
+        let mut keep = Vec::with_capacity(live.len());
+        for (slot, l) in logits.into_iter().enumerate() {
+            let r = live[slot];
+            let (best, logprob) = argmax(&scores(s.rules, &tokens[r], l));
+            cum[r] += logprob;
+            if best != eot {
+                tokens[r].push(best);
+                keep.push(slot);
+            }
+        }
+        if keep.is_empty() {
             break;
         }
-        tokens.push(best);
-        input = best;
+        if keep.len() != live.len() {
+            model.select_rows(&keep);
+        }
+        live = keep.iter().map(|&slot| live[slot]).collect();
+        inputs = live.iter().map(|&r| *tokens[r].last().expect("a live row has a token")).collect();
     }
-    Hypothesis::new(tokens, cum, s.length_penalty)
+    tokens.into_iter().zip(cum).map(|(t, c)| Hypothesis::new(t, c, s.length_penalty)).collect()
 }
 
 /// The highest-scoring hypothesis (the first one on ties).
@@ -311,6 +330,46 @@ mod tests {
         assert_eq!(h.tokens, vec![1]);
         let g = greedy(&mut Chain { rows: vec![vec![]] }, 11, &s);
         assert_eq!(g.tokens, vec![1]);
+    }
+
+    /// Row r (a window) says token r + 1, `lengths[r]` times, then end-of-text. Rows are
+    /// tracked through `select_rows`, so dropping finished rows must keep the others' identity.
+    struct Countdown {
+        live: Vec<(u32, usize)>,
+        steps: Vec<usize>,
+    }
+
+    impl StepModel for Countdown {
+        fn step(&mut self, tokens: &[u32]) -> Vec<Vec<f32>> {
+            assert_eq!(tokens.len(), self.live.len(), "one token per live row");
+            self.steps.push(tokens.len());
+            self.live
+                .iter_mut()
+                .map(|(id, left)| {
+                    let mut logits = vec![0.0f32; 20];
+                    logits[if *left == 0 { EOT as usize } else { *id as usize }] = 5.0;
+                    *left = left.saturating_sub(1);
+                    logits
+                })
+                .collect()
+        }
+
+        fn select_rows(&mut self, rows: &[usize]) {
+            self.live = rows.iter().map(|&r| self.live[r]).collect();
+        }
+    }
+
+    #[test]
+    fn greedy_rows_keep_each_row_its_own_and_drop_finished_rows() {
+        let rules = rules();
+        let s = SearchSettings { rules: &rules, max_len: 10, length_penalty: 1.0 };
+        let lengths = [3usize, 0, 5, 1];
+        let mut model = Countdown { live: lengths.iter().enumerate().map(|(r, &n)| (r as u32 + 1, n)).collect(), steps: vec![] };
+        let all = greedy_rows(&mut model, 11, lengths.len(), &s);
+        let tokens: Vec<Vec<u32>> = all.iter().map(|h| h.tokens.clone()).collect();
+        assert_eq!(tokens, vec![vec![1; 3], vec![], vec![3; 5], vec![4; 1]]);
+        // 4 rows, then rows leave as they finish: 3 after step 1, 2 after step 2, 1 after step 4.
+        assert_eq!(model.steps, vec![4, 3, 2, 2, 1, 1]);
     }
 
     #[test]

@@ -28,23 +28,26 @@ pub struct Decoder<B: Backend> {
     norm: LayerNorm<B>,
 }
 
-/// Per-sequence decoding state: the cross-attention memory of the window and the growing
-/// self-attention cache. Rows are hypotheses (beams); all rows of one state share a window.
+/// Per-sequence decoding state: the cross-attention memory and the growing self-attention
+/// cache. Rows are either hypotheses (beams) of one window, which share its memory, or
+/// windows of a batch, each with its own memory row.
 #[derive(Debug, Clone)]
 pub struct DecoderState<B: Backend> {
     memory: Vec<KeyValue<B>>,
     cache: Vec<Option<KeyValue<B>>>,
+    /// Rows are windows (started from a batch of encoder outputs), not beams of one window.
+    windows: bool,
     /// Positions already fed.
     pub len: usize,
 }
 
 impl<B: Backend> DecoderState<B> {
     /// Keeps rows `indices` (in that order, repeats allowed) of the self-attention cache: beam
-    /// reordering and expansion. Every memory row holds the same window, so the memory only
-    /// changes when the number of rows does.
+    /// reordering and expansion, or finished windows leaving a batch. Beams of one window share
+    /// its memory, so theirs only changes when the number of rows does.
     pub fn select_rows(&mut self, indices: Tensor<B, 1, Int>) {
         let rows = indices.dims()[0];
-        let resize_memory = self.memory.first().is_some_and(|(k, _)| k.dims()[0] != rows);
+        let resize_memory = self.windows || self.memory.first().is_some_and(|(k, _)| k.dims()[0] != rows);
         let select = |t: &mut Tensor<B, 4>| *t = t.clone().select(0, indices.clone());
         for (k, v) in self.cache.iter_mut().flatten() {
             select(k);
@@ -83,9 +86,10 @@ impl<B: Backend> Decoder<B> {
         })
     }
 
-    /// A fresh state for the encoder output `[batch, frames, d]`.
+    /// A fresh state for the encoder output `[batch, frames, d]`: one row per window.
     pub fn start(&self, encoded: Tensor<B, 3>) -> DecoderState<B> {
         DecoderState {
+            windows: encoded.dims()[0] > 1,
             memory: self.blocks.iter().map(|b| b.cross_attention.memory(encoded.clone())).collect(),
             cache: vec![None; self.blocks.len()],
             len: 0,
