@@ -3,8 +3,18 @@
 //! Each file is written in place into a temp file of its final size (`partial/<pid>-<time>-<n>.part`) by
 //! up to `concurrency` ranged GETs at once, shared by all files. Bodies are written as they
 //! arrive in blocks of at most [`WRITE_BLOCK`], so memory stays at about
-//! `concurrency × WRITE_BLOCK` whatever the file size. When a file's last range lands it is
-//! fsynced, hashed, checked and renamed into `model/`.
+//! `concurrency × WRITE_BLOCK` whatever the file size (plus, per file being hashed, one block
+//! and one read-back buffer of at most [`WRITE_BLOCK`] each, below).
+//!
+//! Each file is hashed while it is written ([`Frontier`]): after each block, a blocking task
+//! of the file's own (one at a time) extends the hash over the written bytes that now follow
+//! the hashed ones without a gap — from memory when the block itself is next, read back from
+//! the page cache for blocks that landed ahead of it — while the streams go on receiving.
+//! Ranges run side by side, so the hash can only follow the first unfinished range; when the
+//! last range lands, what may be left is the bytes written ahead of it. Each block's
+//! writeback is started as soon as it is written (Linux), so the fsync at the end has little
+//! left to wait for. Then the file is fsynced, its size and hash are checked, and only then is
+//! it renamed into `model/`.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -12,14 +22,15 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{GetOptions, GetRange, ObjectStore};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::hash::reader_sha256;
+use crate::hash::{Claim, Frontier};
 use crate::layout::{create_dir_all, fsync_dir, VersionDir};
 use crate::manifest::{mtime_ns, FileRecord};
 use crate::store::RemoteFile;
@@ -53,6 +64,7 @@ pub(crate) struct Downloader<'a> {
 struct Slot {
     part: PathBuf,
     file: Arc<File>,
+    hash: Arc<FileHash>,
     chunks_left: AtomicUsize,
 }
 
@@ -143,6 +155,7 @@ impl Downloader<'_> {
         Ok(Slot {
             part,
             file: Arc::new(f),
+            hash: Arc::new(FileHash::new(tokio::runtime::Handle::current())),
             chunks_left: AtomicUsize::new(0),
         })
     }
@@ -197,38 +210,212 @@ impl Downloader<'_> {
     }
 }
 
+/// Writes one block at `offset`, starts its writeback and records it for the file's hash.
 async fn write_at(slot: &Slot, offset: u64, pieces: Vec<Bytes>) -> Result<u64> {
     if pieces.is_empty() {
         return Ok(offset);
     }
-    let (file, part) = (slot.file.clone(), slot.part.clone());
+    let (file, part, hash) = (slot.file.clone(), slot.part.clone(), slot.hash.clone());
     blocking(move || {
         let mut at = offset;
         for p in &pieces {
             file.write_all_at(p, at).map_err(|e| Error::io(&part, e))?;
             at += p.len() as u64;
         }
+        start_writeback(&file, offset, at - offset);
+        FileHash::written(&hash, &file, offset, pieces);
         Ok(at)
     })
     .await
 }
 
-/// fsync, hash, compare, rename into place.
+/// Asks the kernel to start writing `len` bytes at `offset` to disk now rather than when the
+/// file is fsynced (without waiting for it). Errors are left for the fsync to report.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on a descriptor this `File` keeps open; no memory is passed.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+
+/// The hash of one temp file, extended as its blocks are written (see [`Frontier`]).
+///
+/// The hashing itself runs in a blocking task of its own ([`Hashing`]), at most one per file at
+/// a time, so that a write returns as soon as its bytes are written and its stream goes on
+/// receiving while the hash catches up.
+struct FileHash {
+    frontier: Mutex<Frontier>,
+    /// Signalled whenever a claim is given back or given up.
+    released: Condvar,
+    runtime: tokio::runtime::Handle,
+}
+
+impl FileHash {
+    fn new(runtime: tokio::runtime::Handle) -> Self {
+        FileHash {
+            frontier: Mutex::new(Frontier::new()),
+            released: Condvar::new(),
+            runtime,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Frontier> {
+        self.frontier.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that `pieces` were written at `offset`. When that makes written bytes follow
+    /// the hashed ones and nobody is hashing this file, starts a task that hashes them
+    /// (`pieces` from memory when they are next, the rest read back through `file`) and goes
+    /// on while more become ready.
+    fn written(me: &Arc<Self>, file: &Arc<File>, offset: u64, pieces: Vec<Bytes>) {
+        let len: u64 = pieces.iter().map(|p| p.len() as u64).sum();
+        let block = offset..offset + len;
+        let claim = {
+            let mut frontier = me.lock();
+            frontier.written(block.clone());
+            frontier.claim()
+        };
+        if let Some(claim) = claim {
+            let job = Hashing {
+                hash: me.clone(),
+                file: file.clone(),
+                claim: Some(claim),
+                block,
+                pieces,
+            };
+            me.runtime.spawn_blocking(move || job.run());
+        }
+    }
+
+    /// The file's hex SHA-256, once all its writes have returned: waits for the hashing task,
+    /// if one is still at work (the tail: the bytes written ahead of the last gap to close).
+    /// Falls back to reading the whole file when the hash does not cover exactly `size` bytes
+    /// (the task failed or never ran, or the file's size is not the listed one). Blocking.
+    fn finish(&self, file: &File, size: u64) -> std::io::Result<String> {
+        let mut frontier = self.lock();
+        while frontier.busy() {
+            frontier = self
+                .released
+                .wait(frontier)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        if let Some(sha) = frontier.finish(size) {
+            return Ok(sha);
+        }
+        drop(frontier);
+        let mut hasher = Sha256::new();
+        read_back(file, &mut hasher, 0..size)?;
+        Ok(crate::hash::to_hex(&hasher.finalize()))
+    }
+}
+
+/// A claim being hashed outside the lock, in a blocking task. Dropped with its claim still
+/// out (a read error, a panic, a task that never ran), it marks the hash failed, so that
+/// [`FileHash::finish`] reads the file again instead of waiting for it.
+struct Hashing {
+    hash: Arc<FileHash>,
+    file: Arc<File>,
+    claim: Option<Claim>,
+    /// The block whose write started this task, and its bytes, hashed from memory when
+    /// they are part of the first claim.
+    block: Range<u64>,
+    pieces: Vec<Bytes>,
+}
+
+impl Hashing {
+    fn run(mut self) {
+        loop {
+            let Some(claim) = self.claim.as_mut() else {
+                return;
+            };
+            if let Err(e) = feed(&self.file, claim, &self.block, &self.pieces) {
+                tracing::warn!(error = %e, "hashing during the download failed; reading the file again at the end");
+                return;
+            }
+            // Done with the bytes in memory: later runs are read back.
+            self.pieces = Vec::new();
+            self.block = 0..0;
+            let mut frontier = self.hash.lock();
+            frontier.release(self.claim.take().expect("claim"));
+            self.claim = frontier.claim();
+            drop(frontier);
+            self.hash.released.notify_all();
+        }
+    }
+}
+
+impl Drop for Hashing {
+    fn drop(&mut self) {
+        if self.claim.take().is_some() {
+            self.hash.lock().fail();
+            self.hash.released.notify_all();
+        }
+    }
+}
+
+/// Feeds `claim.range` to its hasher: the block `pieces` (written at `block`) from memory when
+/// it lies in the range, everything else read back from `file`.
+fn feed(
+    file: &File,
+    claim: &mut Claim,
+    block: &Range<u64>,
+    pieces: &[Bytes],
+) -> std::io::Result<()> {
+    let run = claim.range.clone();
+    let hasher = &mut claim.hasher;
+    if block.is_empty() || block.start < run.start || block.end > run.end {
+        return read_back(file, hasher, run);
+    }
+    read_back(file, hasher, run.start..block.start)?;
+    pieces.iter().for_each(|p| hasher.update(p));
+    read_back(file, hasher, block.end..run.end)
+}
+
+/// Hashes `range` of `file`, read in blocks of at most [`WRITE_BLOCK`].
+fn read_back(file: &File, hasher: &mut Sha256, range: Range<u64>) -> std::io::Result<()> {
+    if range.is_empty() {
+        return Ok(());
+    }
+    let mut buf = vec![0u8; (range.end - range.start).min(WRITE_BLOCK as u64) as usize];
+    let mut at = range.start;
+    while at < range.end {
+        let n = ((range.end - at) as usize).min(buf.len());
+        file.read_exact_at(&mut buf[..n], at)?;
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// fsync, finish the hash, compare, rename into place.
 async fn finish(
     vdir: &VersionDir,
     slot: &Slot,
     file: &RemoteFile,
     expected: Option<&str>,
 ) -> Result<Fetched> {
-    let (handle, part) = (slot.file.clone(), slot.part.clone());
+    let (handle, part, hash) = (slot.file.clone(), slot.part.clone(), slot.hash.clone());
     let dest = vdir.model().join(&file.name);
     let (name, size, expected) = (file.name.clone(), file.size, expected.map(str::to_string));
     let (etag, object_version) = (file.etag.clone(), file.version.clone());
     blocking(move || {
         handle.sync_all().map_err(|e| Error::io(&part, e))?;
         let actual_size = handle.metadata().map_err(|e| Error::io(&part, e))?.len();
-        // Hash through our own handle: the path may already be gone if this run was cancelled.
-        let sha = reader_sha256(&*handle).map_err(|e| Error::io(&part, e))?;
+        // Read back (if at all) through our own handle: the path may already be gone if this
+        // run was cancelled.
+        let sha = hash
+            .finish(&handle, actual_size)
+            .map_err(|e| Error::io(&part, e))?;
         let problem = if actual_size != size {
             Some(format!("size {actual_size}, expected {size}"))
         } else if expected.as_ref().is_some_and(|e| *e != sha) {
@@ -318,4 +505,121 @@ impl<'a> Progress<'a> {
             );
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::hex_sha256;
+
+    /// Several threads write a file's chunks at once, block by block, as the ranged GETs do,
+    /// with the chunks started in a shuffled order; the hash carried along equals the hash of
+    /// the whole file, for files smaller than one block or chunk, empty, and of many chunks.
+    #[test]
+    fn hash_carried_along_concurrent_writes_matches_the_file() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = std::env::temp_dir().join(format!("mc-unit-hash-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let mut seed = 1;
+        for (size, chunk, block, threads) in [
+            (0usize, 4096u64, 1024usize, 4usize),
+            (1, 4096, 1024, 4),
+            (1000, 4096, 1024, 4),
+            (4096, 4096, 1024, 4),
+            (100_000, 4096, 1000, 8),
+            (100_000, 30_000, 4096, 3),
+            (1 << 20, 1 << 16, 1 << 12, 8),
+            (3_000_001, 1 << 20, WRITE_BLOCK, 4),
+        ] {
+            seed += 1;
+            let mut rng = Rng(seed);
+            let data = Arc::new(rng.bytes(size));
+            let path = dir.join(format!("{seed}.part"));
+            let file = Arc::new(
+                OpenOptions::new()
+                    .create(true)
+                    .truncate(true)
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .unwrap(),
+            );
+            file.set_len(size as u64).unwrap();
+            let hash = Arc::new(FileHash::new(rt.handle().clone()));
+            let mut chunks: Vec<Range<u64>> = (0..(size as u64).div_ceil(chunk))
+                .map(|c| c * chunk..((c + 1) * chunk).min(size as u64))
+                .collect();
+            rng.shuffle(&mut chunks);
+            let queue = Arc::new(Mutex::new(chunks));
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (queue, data, file, hash) =
+                        (queue.clone(), data.clone(), file.clone(), hash.clone());
+                    std::thread::spawn(move || loop {
+                        let Some(range) = queue.lock().unwrap().pop() else {
+                            return;
+                        };
+                        let mut at = range.start as usize;
+                        while at < range.end as usize {
+                            let end = (at + block).min(range.end as usize);
+                            // A block arrives as a few pieces, like a body stream.
+                            let mid = (at + end) / 2;
+                            let pieces = vec![
+                                Bytes::copy_from_slice(&data[at..mid]),
+                                Bytes::copy_from_slice(&data[mid..end]),
+                            ];
+                            file.write_all_at(&data[at..end], at as u64).unwrap();
+                            FileHash::written(&hash, &file, at as u64, pieces);
+                            at = end;
+                        }
+                    })
+                })
+                .collect();
+            workers.into_iter().for_each(|w| w.join().unwrap());
+            let got = hash.finish(&file, size as u64).unwrap();
+            assert!(
+                !hash.lock().failed(),
+                "size {size}: carried along, not read again"
+            );
+            assert_eq!(
+                got,
+                hex_sha256(&data),
+                "size {size}, chunk {chunk}, block {block}"
+            );
+            fs::remove_file(&path).unwrap();
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A hash that could not be carried along falls back to reading the whole file at the end,
+    /// instead of waiting forever.
+    #[test]
+    fn failed_hash_falls_back_to_reading_the_file() {
+        let dir = std::env::temp_dir().join(format!("mc-unit-fail-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.part");
+        let data = Rng(3).bytes(10_000);
+        fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let hash = Arc::new(FileHash::new(rt.handle().clone()));
+        // A hashing task dropped without running (e.g. the runtime was shutting down).
+        let claim = {
+            let mut f = hash.lock();
+            f.written(0..10_000);
+            f.claim().unwrap()
+        };
+        drop(Hashing {
+            hash: hash.clone(),
+            file: Arc::new(file.try_clone().unwrap()),
+            claim: Some(claim),
+            block: 0..0,
+            pieces: Vec::new(),
+        });
+        assert!(hash.lock().failed());
+        assert_eq!(hash.finish(&file, 10_000).unwrap(), hex_sha256(&data));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    use crate::hash::tests::Rng;
 }

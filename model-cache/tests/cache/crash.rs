@@ -273,6 +273,88 @@ async fn checksum_mismatch_after_a_second_fetch_is_corrupt() {
     );
 }
 
+/// Files of many small ranges fetched 8 at a time (so they complete out of order), one
+/// smaller than a range, one empty: each is hashed while it downloads, and the marker records
+/// the true SHA-256 of every file, whether or not `sha256sums` lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_hashed_while_downloading_record_their_true_sha256() {
+    let moto = moto::shared();
+    moto.create_bucket("hash-along");
+    let mut files = synthetic_model(5 * MIB + 12_345, 21);
+    files.insert("empty.bin".into(), Vec::new());
+    files.insert("small.bin".into(), random_bytes(1000, 22));
+    upload(moto, "hash-along", "m", &files, false).await;
+    // sha256sums lists all but one file; that one is hashed all the same.
+    let mut listed = files.clone();
+    listed.remove("tokenizer.json");
+    moto.put("hash-along", "m/sha256sums", &checksums(&listed))
+        .await;
+    let dir = TempDir::new("hash-along");
+    let mut cfg = config(dir.path(), &moto.endpoint());
+    cfg.chunk_size = 64 * 1024;
+    cfg.concurrency = 8;
+    let cache = ModelCache::new(cfg).unwrap();
+
+    let model = cache.ensure("s3://hash-along/m").await.unwrap();
+    assert_eq!(model.outcome, Outcome::Miss);
+    assert_same_files(&model.path, &files);
+    let markers = markers_under(dir.path());
+    assert_eq!(markers.len(), 1, "{markers:?}");
+    let marker: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(&markers[0])).unwrap()).unwrap();
+    for (name, data) in &files {
+        let rec = marker["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} not in the marker"));
+        assert_eq!(rec["sha256"], sha256_hex(data), "{name}");
+        assert_eq!(rec["size"], data.len(), "{name}");
+    }
+    assert!(part_files_under(dir.path()).is_empty());
+}
+
+/// A file of many ranges whose content does not match `sha256sums` is rejected after the
+/// download, fetched once more, then reported as corrupt; it is never put in place and no
+/// temp file is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_range_checksum_mismatch_is_never_put_in_place() {
+    let moto = moto::shared();
+    moto.create_bucket("bad-sums-ranges");
+    let files = synthetic_model(3 * MIB + 777, 23);
+    upload(moto, "bad-sums-ranges", "m", &files, false).await;
+    let mut lying = files.clone();
+    let mut wrong = files["model.bin"].clone();
+    let last = wrong.len() - 1;
+    wrong[last] ^= 1;
+    lying.insert("model.bin".into(), wrong);
+    moto.put("bad-sums-ranges", "m/sha256sums", &checksums(&lying))
+        .await;
+    let proxy = Proxy::start(moto.port).await;
+    let dir = TempDir::new("bad-sums-ranges");
+    let mut cfg = config(dir.path(), &proxy.endpoint());
+    cfg.chunk_size = 256 * 1024;
+    cfg.concurrency = 8;
+    let cache = ModelCache::new(cfg).unwrap();
+
+    let err = cache.ensure("s3://bad-sums-ranges/m").await.unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert_eq!(
+        proxy.object_gets("/bad-sums-ranges/m/model.bin").len(),
+        2 * 13,
+        "13 ranges, fetched twice"
+    );
+    assert!(markers_under(dir.path()).is_empty());
+    assert!(
+        !tree(dir.path())
+            .iter()
+            .any(|p| p.ends_with("model/model.bin")),
+        "never put in place"
+    );
+    assert!(part_files_under(dir.path()).is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_is_a_clear_error() {
     let mount = TempDir::new("disk-full");
