@@ -1,6 +1,6 @@
 //! Text decoder: token + learned position embeddings, pre-norm blocks of causal self-attention
 //! (with a key/value cache), cross-attention over the audio, feed-forward; logits through the
-//! transposed token embedding (tied output projection).
+//! token embedding (tied output projection).
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
@@ -20,8 +20,9 @@ struct DecoderBlock<B: Backend> {
 
 #[derive(Debug, Clone)]
 pub struct Decoder<B: Backend> {
-    embeddings: Tensor<B, 2>,
-    /// `[d, vocab]`: the embedding matrix transposed once at load, for the output projection.
+    /// The token embeddings transposed, `[d, vocab]`: the output projection as the matrix
+    /// product wants it, and a token's embedding is one of its columns (one copy of the
+    /// largest tensor instead of two).
     projection: Tensor<B, 2>,
     positions: Tensor<B, 2>,
     blocks: Vec<DecoderBlock<B>>,
@@ -75,11 +76,8 @@ impl<B: Backend> Decoder<B> {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let embeddings = source.tensor("decoder/embeddings/weight", &[c.n_vocab, d])?;
-        let projection = upload(embeddings.transposed(), device);
         Ok(Decoder {
-            embeddings: upload(embeddings, device),
-            projection,
+            projection: upload(source.tensor("decoder/embeddings/weight", &[c.n_vocab, d])?.transposed(), device),
             positions: upload(source.tensor("decoder/position_encodings/encodings", &[c.n_text_ctx, d])?, device),
             blocks,
             norm: LayerNorm::load(source, "decoder/layer_norm", d, device)?,
@@ -100,7 +98,7 @@ impl<B: Backend> Decoder<B> {
     pub fn forward(&self, tokens: Tensor<B, 2, Int>, state: &mut DecoderState<B>) -> Tensor<B, 3> {
         let [batch, n] = tokens.dims();
         let d = self.positions.dims()[1];
-        let embedded = self.embeddings.clone().select(0, tokens.reshape([batch * n])).reshape([batch, n, d]);
+        let embedded = self.projection.clone().select(1, tokens.reshape([batch * n])).transpose().reshape([batch, n, d]);
         let positions = self.positions.clone().narrow(0, state.len, n).unsqueeze::<3>();
         let mut x = embedded + positions;
         // A prompt (n > 1) is fed into an empty cache, so a plain causal mask is right.
