@@ -1,10 +1,14 @@
 //! Multi-head attention: self-attention (fused q/k/v, optional key/value cache) and
 //! cross-attention over the encoder output (keys/values projected once per window).
 
+use std::any::TypeId;
+
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
+
+use super::cpu_attention::{self, Options, Shape, Strides};
 
 use super::layers::{LayerNorm, Linear};
 use crate::error::Result;
@@ -38,6 +42,27 @@ fn scaled_dot_product<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B,
     attention(q, k, v, None, None, options)
 }
 
+/// Attention over the fused projection `qkv` `[b, t, 3d]` with burn's CPU backend, through
+/// the blocked kernel in `cpu_attention` (about 4x faster than burn-flex's on the encoder's
+/// 1500 positions); heads come out merged, `[b, t, d]`. None on other backends.
+fn cpu_fused_attention<B: Backend>(qkv: Tensor<B, 3>, heads: usize) -> Result<Tensor<B, 3>, Tensor<B, 3>> {
+    if TypeId::of::<B>() != TypeId::of::<burn::backend::Flex>() {
+        return Err(qkv);
+    }
+    let [batch, seq, three_d] = qkv.dims();
+    let (d, device) = (three_d / 3, qkv.device());
+    let head_dim = d / heads;
+    let data = qkv.into_data();
+    let Ok(values) = data.as_slice::<f32>() else {
+        return Err(Tensor::from_data(data, &device));
+    };
+    let mut out = vec![0.0f32; batch * seq * d];
+    let (fused, merged) = (Strides::fused_qkv(seq, heads, head_dim), Strides::merged(seq, heads, head_dim));
+    let shape = Shape { batch, heads, seq_q: seq, seq_k: seq, head_dim };
+    cpu_attention::attention(values, fused, &values[d..], fused, &values[2 * d..], fused, &mut out, merged, shape, Options::default());
+    Ok(Tensor::from_data(TensorData::new(out, [batch, seq, d]), &device))
+}
+
 #[derive(Debug, Clone)]
 pub struct SelfAttention<B: Backend> {
     norm: LayerNorm<B>,
@@ -62,7 +87,14 @@ impl<B: Backend> SelfAttention<B> {
     /// attention spans all cached positions; `causal` masks future positions within `x`
     /// (only valid when the cache starts empty, which is how the decoder feeds a prompt).
     pub fn forward(&self, x: Tensor<B, 3>, cache: Option<&mut Option<KeyValue<B>>>, causal: bool) -> Tensor<B, 3> {
-        let qkv = self.qkv.forward(self.norm.forward(x.clone()));
+        let mut qkv = self.qkv.forward(self.norm.forward(x.clone()));
+        if cache.is_none() && !causal {
+            // The encoder's case: no cache, no mask.
+            match cpu_fused_attention(qkv, self.heads) {
+                Ok(merged) => return x + self.out.forward(merged),
+                Err(unchanged) => qkv = unchanged,
+            }
+        }
         let d = self.dim;
         let q = split_heads(qkv.clone().narrow(2, 0, d), self.heads);
         let mut k = split_heads(qkv.clone().narrow(2, d, d), self.heads);

@@ -1,6 +1,7 @@
 //! The Whisper network: an audio encoder and a text decoder, generic over the burn backend.
 
 pub mod attention;
+mod cpu_attention;
 pub mod decoder;
 pub mod encoder;
 pub mod layers;
