@@ -1,10 +1,11 @@
-//! Batched long-form transcription, as faster-whisper's `BatchedInferencePipeline` does it:
+//! Batched long-form transcription, in the spirit of faster-whisper's `BatchedInferencePipeline`:
 //! the recording is cut into independent windows at quiet points, and `batch_size` windows are
 //! encoded in one pass and decoded greedily side by side (a decoder row each). Windows do not
 //! see each other's text, so results differ from the sequential mode (which faster-whisper's
 //! `transcribe` matches token for token); in exchange the work is in large batches, which is
 //! what a GPU needs and what shares the decoder's weight reads on a CPU.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 
 use burn::tensor::backend::Backend;
@@ -24,11 +25,12 @@ const QUIET_SPAN_FRAMES: usize = 10;
 /// of the quietest 0.1 s between 20 s and 30 s after the previous cut.
 pub fn quiet_windows(mel: &LogMel) -> Vec<Range<usize>> {
     let total = mel.content_frames();
-    // Prefix sums of per-frame loudness (the sum of the frame's log-mel values).
+    // Prefix sums of per-frame loudness: the frame's loudest band. (A sum over bands ranks
+    // band-limited speech, whose high bands are empty, below a flat noise floor.)
     let mut loudness = vec![0.0f64; total + 1];
     for f in 0..total {
-        let frame: f64 = (0..mel.n_mels).map(|m| f64::from(mel.data[m * mel.frames + f])).sum();
-        loudness[f + 1] = loudness[f] + frame;
+        let frame = (0..mel.n_mels).map(|m| mel.data[m * mel.frames + f]).fold(f32::NEG_INFINITY, f32::max);
+        loudness[f + 1] = loudness[f] + f64::from(frame);
     }
     let span = |from: usize| loudness[from + QUIET_SPAN_FRAMES] - loudness[from];
     let mut windows = Vec::new();
@@ -49,15 +51,19 @@ pub fn quiet_windows(mel: &LogMel) -> Vec<Range<usize>> {
 
 impl<B: Backend> Transcriber<B> {
     /// Transcribes independent windows, `options.batch_size` at a time, each prompted with
-    /// `prompt`. A window whose greedy result fails the thresholds is decoded again alone at
-    /// the next temperatures, as in the sequential mode.
+    /// `prompt`. As in the sequential mode, a window's text ends at its last complete
+    /// segment; the rest of the window (the model often stops early) goes back in the queue
+    /// as a shorter window of a later batch. A window whose greedy result fails the
+    /// thresholds is decoded again alone at the next temperatures.
     pub(super) fn transcribe_batched(&self, mel: &LogMel, prompt: &[u32], options: &DecodeOptions, rng: &mut Rng) -> Vec<Segment> {
         let rules = self.rules(options);
         let settings = self.settings(&rules, prompt, options);
         // Beam search and sampling keep one window per search; the encoder still batches.
         let together = options.beam_size == 1 && options.temperatures[0] == 0.0;
         let mut segments = Vec::new();
-        for group in quiet_windows(mel).chunks(options.batch_size) {
+        let mut pending: VecDeque<Range<usize>> = quiet_windows(mel).into();
+        while !pending.is_empty() {
+            let group: Vec<Range<usize>> = pending.drain(..options.batch_size.min(pending.len())).collect();
             let frames: Vec<f32> = group.iter().flat_map(|w| mel.window(w.start, w.len())).collect();
             let encoded = self.encode_windows(frames);
             let mut first: Vec<Option<WindowResult>> = if together {
@@ -72,29 +78,22 @@ impl<B: Backend> Transcriber<B> {
                 if is_silence(&result, options) {
                     continue;
                 }
-                let pieces = self.split_whole_window(&result.hypothesis.tokens, window.len());
+                let (pieces, next) = self.split_by_timestamps(&result.hypothesis.tokens, window.start, window.len());
+                // The model may name a time in the padding; the next window starts there.
+                let limit = window.len() as f64 * FRAME_SECONDS;
+                let pieces = pieces.into_iter().map(|(start, end, piece)| (start.min(limit), end.min(limit), piece)).collect();
                 self.push_segments(&mut segments, pieces, window.start, &result);
+                if next > window.start && next < window.end {
+                    pending.push_back(next..window.end);
+                }
             }
         }
-        segments
-    }
-
-    /// Like `split_by_timestamps`, but nothing is left for a next window: a segment still
-    /// open at the end runs to the window's end. Times are clamped to the window, as the
-    /// model may name a time in the padding after it and the next window starts there.
-    fn split_whole_window(&self, tokens: &[u32], window_frames: usize) -> Vec<(f64, f64, Vec<u32>)> {
-        let window_seconds = window_frames as f64 * FRAME_SECONDS;
-        let (mut pieces, _) = self.split_by_timestamps(tokens, 0, window_frames);
-        let consumed: usize = pieces.iter().map(|(_, _, piece)| piece.len()).sum();
-        if consumed < tokens.len() {
-            let tail = tokens[consumed..].to_vec();
-            let start = match self.tokenizer.timestamp_seconds(tail[0]) {
-                Some(seconds) => seconds,
-                None => pieces.last().map_or(0.0, |(_, end, _)| *end),
-            };
-            pieces.push((start, window_seconds, tail));
+        // Rests of windows were decoded after later windows: put segments in time order.
+        segments.sort_by(|a, b| a.start.total_cmp(&b.start));
+        for (i, segment) in segments.iter_mut().enumerate() {
+            segment.id = i + 1;
         }
-        pieces.into_iter().map(|(start, end, piece)| (start.min(window_seconds), end.min(window_seconds), piece)).collect()
+        segments
     }
 }
 
@@ -144,6 +143,26 @@ mod tests {
         for (cut, pause) in cuts.iter().zip([2400..2430, 5100..5130, 8000..8030]) {
             assert!(pause.contains(cut), "cut {cut} outside pause {pause:?}: {windows:?}");
         }
+    }
+
+    #[test]
+    fn a_pause_with_a_noise_floor_beats_band_limited_speech() {
+        // Speech: loud low bands, empty high bands. Pause at 25.0-25.5 s: every band at a
+        // low noise floor, which sums higher than the speech's empty bands.
+        let (n_mels, frames) = (8, 4001);
+        let mut data = vec![0.0f32; n_mels * frames];
+        for m in 0..n_mels {
+            for f in 0..frames {
+                let pause = (2500..2550).contains(&f);
+                data[m * frames + f] = match (pause, m < 2) {
+                    (true, _) => -0.4,
+                    (false, true) => 0.9,
+                    (false, false) => -1.0,
+                };
+            }
+        }
+        let windows = quiet_windows(&LogMel { n_mels, frames, data });
+        assert!((2500..2550).contains(&windows[1].start), "{windows:?}");
     }
 
     #[test]

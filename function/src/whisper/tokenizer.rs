@@ -88,11 +88,6 @@ impl WhisperTokenizer {
         id >= self.specials.timestamp_begin
     }
 
-    /// The time a timestamp token stands for, in seconds from its window's start.
-    pub fn timestamp_seconds(&self, id: u32) -> Option<f64> {
-        self.is_timestamp(id).then(|| (id - self.specials.timestamp_begin) as f64 * TIME_PRECISION)
-    }
-
     /// Text of the text tokens among `ids` (special and timestamp tokens are left out).
     pub fn decode(&self, ids: &[u32]) -> String {
         let text: Vec<u32> = ids.iter().copied().filter(|&id| id < self.specials.eot).collect();
