@@ -243,6 +243,15 @@ async fn tampered_file_is_noticed_by_ensure_itself() {
     assert!(proxy.object_gets("/tamper/m/model.bin").is_empty());
 }
 
+/// After a rejected download: no completion marker, and `model.bin` never reached `model/`.
+fn assert_model_bin_never_in_place(dir: &Path) {
+    assert!(markers_under(dir).is_empty());
+    assert!(
+        !tree(dir).iter().any(|p| p.ends_with("model/model.bin")),
+        "never put in place"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checksum_mismatch_after_a_second_fetch_is_corrupt() {
     let moto = moto::shared();
@@ -264,13 +273,7 @@ async fn checksum_mismatch_after_a_second_fetch_is_corrupt() {
         2,
         "fetched again once"
     );
-    assert!(markers_under(dir.path()).is_empty());
-    assert!(
-        !tree(dir.path())
-            .iter()
-            .any(|p| p.ends_with("model/model.bin")),
-        "never put in place"
-    );
+    assert_model_bin_never_in_place(dir.path());
 }
 
 /// Files of many small ranges fetched 8 at a time (so they complete out of order), one
@@ -345,13 +348,7 @@ async fn multi_range_checksum_mismatch_is_never_put_in_place() {
         2 * 13,
         "13 ranges, fetched twice"
     );
-    assert!(markers_under(dir.path()).is_empty());
-    assert!(
-        !tree(dir.path())
-            .iter()
-            .any(|p| p.ends_with("model/model.bin")),
-        "never put in place"
-    );
+    assert_model_bin_never_in_place(dir.path());
     assert!(part_files_under(dir.path()).is_empty());
 }
 

@@ -87,15 +87,11 @@ pub fn attention(
     attention_tuned(q, q_s, k, k_s, v, v_s, out, out_s, shape, options, Tuning::default());
 }
 
-/// Knobs for benchmarks; [`attention`] uses the defaults.
-#[doc(hidden)]
+/// Knobs the tests turn; [`attention`] uses the defaults.
 #[derive(Clone, Copy, Debug)]
 pub struct Tuning {
     /// Target query rows per task (blocks are then evened out).
     pub block: usize,
-    /// Phases to run (a partial run leaves `out` meaningless): bit 0 scores gemm, bit 1
-    /// softmax, bit 2 `P · v` gemm. Lets a benchmark time each phase alone.
-    pub phases: u8,
     /// Below this many flops (4 · batch · heads · seq_q · seq_k · head_dim) the tasks run on
     /// the calling thread: waking the rayon pool costs more than such calls take.
     pub parallel_min: usize,
@@ -105,11 +101,10 @@ pub struct Tuning {
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { block: BLOCK_ROWS, phases: 0b111, parallel_min: PARALLEL_MIN, portable: false }
+        Tuning { block: BLOCK_ROWS, parallel_min: PARALLEL_MIN, portable: false }
     }
 }
 
-#[doc(hidden)]
 #[allow(clippy::too_many_arguments)]
 pub fn attention_tuned(
     q: &[f32], q_s: Strides,
@@ -140,7 +135,6 @@ pub fn attention_tuned(
     let blocks = seq_q.div_ceil(target);
     let block = seq_q.div_ceil(blocks);
     let blocks = seq_q.div_ceil(block);
-    let phases = tuning.phases;
     let out_ptr = SendPtr(out.as_mut_ptr());
 
     let run = |task: usize| {
@@ -168,34 +162,28 @@ pub fn attention_tuned(
             let inv_sum = &mut inv_sum[..rows];
             // SAFETY (both gemm calls): pointers and strides describe in-bounds matrices
             // (check_len); `s` is exclusively ours.
-            if phases & 1 != 0 {
-                // s = q_block · k[..n]ᵀ: kᵀ is k read with swapped strides, no copy.
-                unsafe {
-                    gemm(rows, n, hd, s.as_mut_ptr(), 1, n as isize, false,
-                        q.as_ptr().add(at(q_s, r0)), 1, q_s.row as isize,
-                        k.as_ptr().add(at(k_s, 0)), k_s.row as isize, 1,
-                        0.0, 1.0, false, false, false, Parallelism::None);
-                }
+            // s = q_block · k[..n]ᵀ: kᵀ is k read with swapped strides, no copy.
+            unsafe {
+                gemm(rows, n, hd, s.as_mut_ptr(), 1, n as isize, false,
+                    q.as_ptr().add(at(q_s, r0)), 1, q_s.row as isize,
+                    k.as_ptr().add(at(k_s, 0)), k_s.row as isize, 1,
+                    0.0, 1.0, false, false, false, Parallelism::None);
             }
-            if phases & 2 != 0 {
-                for (i, row) in s.chunks_exact_mut(n).enumerate() {
-                    let (live, masked) = row.split_at_mut(visible(r0 + i));
-                    masked.fill(0.0);
-                    inv_sum[i] = softmax(live, scale);
-                }
+            for (i, row) in s.chunks_exact_mut(n).enumerate() {
+                let (live, masked) = row.split_at_mut(visible(r0 + i));
+                masked.fill(0.0);
+                inv_sum[i] = softmax(live, scale);
             }
-            if phases & 4 != 0 {
-                // out_block = P · v[..n], unnormalised; dividing the hd outputs per row by the
-                // sum is cheaper than dividing the n probabilities.
-                unsafe {
-                    gemm(rows, hd, n, o, 1, out_s.row as isize, false,
-                        s.as_ptr(), 1, n as isize,
-                        v.as_ptr().add(at(v_s, 0)), 1, v_s.row as isize,
-                        0.0, 1.0, false, false, false, Parallelism::None);
-                }
-                for (i, &inv) in inv_sum.iter().enumerate() {
-                    out_row(i).iter_mut().for_each(|x| *x *= inv);
-                }
+            // out_block = P · v[..n], unnormalised; dividing the hd outputs per row by the
+            // sum is cheaper than dividing the n probabilities.
+            unsafe {
+                gemm(rows, hd, n, o, 1, out_s.row as isize, false,
+                    s.as_ptr(), 1, n as isize,
+                    v.as_ptr().add(at(v_s, 0)), 1, v_s.row as isize,
+                    0.0, 1.0, false, false, false, Parallelism::None);
+            }
+            for (i, &inv) in inv_sum.iter().enumerate() {
+                out_row(i).iter_mut().for_each(|x| *x *= inv);
             }
         });
     };
