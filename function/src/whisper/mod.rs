@@ -7,6 +7,7 @@ pub mod decoding;
 pub mod mel;
 pub mod model;
 pub mod session;
+mod simd;
 pub mod suppress;
 pub mod tokenizer;
 pub mod transcriber;

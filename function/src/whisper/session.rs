@@ -34,30 +34,22 @@ impl<'a, B: Backend> WindowSession<'a, B> {
         if tokens.is_empty() {
             return None;
         }
-        let device = &self.model.device;
         let rows = self.windows;
         let repeated: Vec<u32> = tokens.iter().copied().cycle().take(rows * tokens.len()).collect();
-        let hidden = self.model.decoder.forward(int_tensor(&repeated, [rows, tokens.len()], device), &mut self.state);
+        let hidden = self.model.decoder.forward(&repeated, rows, &mut self.state);
         let position = logits_at?;
         let d = hidden.dims()[2];
         let at = hidden.narrow(1, position, 1).reshape([rows, d]);
-        Some(to_rows(self.model.decoder.logits(at)))
+        Some(self.model.decoder.logits(at))
     }
-}
-
-fn to_rows<B: Backend>(logits: Tensor<B, 2>) -> Vec<Vec<f32>> {
-    let [_, vocab] = logits.dims();
-    let flat: Vec<f32> = logits.into_data().convert::<f32>().into_vec().expect("float logits");
-    flat.chunks(vocab).map(<[f32]>::to_vec).collect()
 }
 
 impl<B: Backend> StepModel for WindowSession<'_, B> {
     fn step(&mut self, tokens: &[u32]) -> Vec<Vec<f32>> {
         let rows = tokens.len();
-        let device = &self.model.device;
-        let hidden = self.model.decoder.forward(int_tensor(tokens, [rows, 1], device), &mut self.state);
+        let hidden = self.model.decoder.forward(tokens, rows, &mut self.state);
         let d = hidden.dims()[2];
-        to_rows(self.model.decoder.logits(hidden.reshape([rows, d])))
+        self.model.decoder.logits(hidden.reshape([rows, d]))
     }
 
     fn select_rows(&mut self, rows: &[usize]) {

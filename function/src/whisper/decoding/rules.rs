@@ -1,6 +1,7 @@
 //! Logit rules applied before every decoding step, in CTranslate2's order: suppressed ids,
 //! ids suppressed at the first step, then Whisper's timestamp rules. Masked ids get -inf.
 
+use crate::whisper::simd;
 use crate::whisper::tokenizer::SpecialTokens;
 
 #[derive(Debug, Clone)]
@@ -26,21 +27,19 @@ fn mask(logits: &mut [f32], ids: impl IntoIterator<Item = u32>) {
 
 /// `log_softmax` in place: f32 values, f64 accumulation.
 pub fn log_softmax(logits: &mut [f32]) {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|&x| ((x - max) as f64).exp()).sum();
-    let log_sum = max + sum.ln() as f32;
+    let max = simd::max(logits);
+    let log_sum = max + simd::sum_exp(logits, max).ln() as f32;
     for x in logits.iter_mut() {
         *x -= log_sum;
     }
 }
 
 fn log_sum_exp(values: &[f32]) -> f32 {
-    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = simd::max(values);
     if max == f32::NEG_INFINITY {
         return max;
     }
-    let sum: f64 = values.iter().map(|&x| ((x - max) as f64).exp()).sum();
-    max + sum.ln() as f32
+    max + simd::sum_exp(values, max).ln() as f32
 }
 
 impl LogitRules {

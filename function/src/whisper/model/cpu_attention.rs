@@ -9,6 +9,8 @@
 //! heads already merged.
 
 use gemm::{gemm, Parallelism};
+
+use crate::whisper::simd::{exp, fma};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -25,6 +27,7 @@ pub struct Strides {
 impl Strides {
     /// q, k or v inside a fused projection `[batch, seq, 3 * heads * head_dim]`; pass
     /// `&qkv[..]`, `&qkv[d..]` and `&qkv[2 * d..]` (d = heads * head_dim) as the slices.
+    #[cfg(test)]
     pub fn fused_qkv(seq: usize, heads: usize, head_dim: usize) -> Self {
         let d = heads * head_dim;
         Strides { batch: seq * 3 * d, head: head_dim, row: 3 * d }
@@ -280,41 +283,6 @@ fn softmax_row<const FMA: bool>(row: &mut [f32], scale: f32) -> f32 {
         total += *x;
     }
     1.0 / total
-}
-
-#[inline(always)]
-fn fma<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    // Without the fma feature `mul_add` is a libm call, so only use it in the FMA build.
-    if FMA { a.mul_add(b, c) } else { a * b + c }
-}
-
-/// Branch-free exp (Cephes expf): x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-7 series
-/// fit, 2^n built in the exponent bits. Relative error ≈ 1 ulp; below -87.33 (where 2^n would
-/// leave the normal range) it returns 0. Not for x > 88 (softmax only feeds x ≤ 0).
-#[inline(always)]
-pub fn exp<const FMA: bool>(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 355.0 / 512.0; // few mantissa bits: n·LN2_HI is exact, r loses none
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const MAGIC: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer (ulp = 1)
-    const LO: f32 = -87.336_55; // ln(2⁻¹²⁶)
-    const HI: f32 = 88.0;
-    let xc = x.clamp(LO, HI);
-    let t = fma::<FMA>(xc, LOG2E, MAGIC);
-    let n = t - MAGIC;
-    let r = fma::<FMA>(n, -LN2_HI, xc);
-    let r = fma::<FMA>(n, -LN2_LO, r);
-    let mut p = 1.987_569_1e-4;
-    p = fma::<FMA>(p, r, 1.398_199_9e-3);
-    p = fma::<FMA>(p, r, 8.333_452e-3);
-    p = fma::<FMA>(p, r, 4.166_579_6e-2);
-    p = fma::<FMA>(p, r, 1.666_666_5e-1);
-    p = fma::<FMA>(p, r, 0.5);
-    let y = fma::<FMA>(p, r * r, r) + 1.0;
-    // n sits in the low mantissa bits of t; (n + 127) << 23 is 2^n as an f32.
-    let n_bits = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
-    let two_n = f32::from_bits(((n_bits + 127) << 23) as u32);
-    if x < LO { 0.0 } else { y * two_n }
 }
 
 #[cfg(test)]

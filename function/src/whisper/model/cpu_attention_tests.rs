@@ -2,7 +2,8 @@
 //! model uses (fused q/k/v projection in, heads merged out), the contiguous layout, odd and
 //! tiny shapes, causal masking and extreme score ranges.
 
-use super::{attention, attention_tuned, exp, Options, Shape, Strides, Tuning};
+use super::{attention, attention_tuned, Options, Shape, Strides, Tuning};
+use crate::whisper::simd::exp;
 
 /// Deterministic uniform values in [-amp, amp] (xorshift64*; no extra dependency).
 fn random(n: usize, seed: u64, amp: f32) -> Vec<f32> {

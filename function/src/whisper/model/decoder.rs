@@ -6,7 +6,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
 use super::attention::{CrossAttention, KeyValue, SelfAttention};
-use super::layers::{upload, FeedForward, LayerNorm};
+use super::cpu_ops;
+use super::embedding::TokenEmbedding;
+use super::layers::{upload, FeedForward, LayerNorm, Rows};
 use crate::error::Result;
 use crate::whisper::config::WhisperConfig;
 use crate::whisper::weights::TensorSource;
@@ -20,10 +22,8 @@ struct DecoderBlock<B: Backend> {
 
 #[derive(Debug, Clone)]
 pub struct Decoder<B: Backend> {
-    /// The token embeddings transposed, `[d, vocab]`: the output projection as the matrix
-    /// product wants it, and a token's embedding is one of its columns (one copy of the
-    /// largest tensor instead of two).
-    projection: Tensor<B, 2>,
+    /// Token embeddings, also the output projection (one copy of the largest tensor).
+    embedding: TokenEmbedding<B>,
     positions: Tensor<B, 2>,
     blocks: Vec<DecoderBlock<B>>,
     norm: LayerNorm<B>,
@@ -45,10 +45,12 @@ pub struct DecoderState<B: Backend> {
 impl<B: Backend> DecoderState<B> {
     /// Keeps rows `indices` (in that order, repeats allowed) of the self-attention cache: beam
     /// reordering and expansion, or finished windows leaving a batch. Beams of one window share
-    /// its memory, so theirs only changes when the number of rows does.
+    /// its memory: the CPU kernel reads its one row for all of them, other backends get it
+    /// repeated when the number of rows changes.
     pub fn select_rows(&mut self, indices: Tensor<B, 1, Int>) {
         let rows = indices.dims()[0];
-        let resize_memory = self.windows || self.memory.first().is_some_and(|(k, _)| k.dims()[0] != rows);
+        let resize_memory = self.windows
+            || (!cpu_ops::is_cpu::<B>() && self.memory.first().is_some_and(|(k, _)| k.dims()[0] != rows));
         let select = |t: &mut Tensor<B, 4>| *t = t.clone().select(0, indices.clone());
         for (k, v) in self.cache.iter_mut().flatten() {
             select(k);
@@ -70,14 +72,14 @@ impl<B: Backend> Decoder<B> {
             .map(|i| {
                 let name = format!("decoder/layer_{i}");
                 Ok(DecoderBlock {
-                    self_attention: SelfAttention::load(source, &format!("{name}/self_attention"), d, c.n_text_head, device)?,
+                    self_attention: SelfAttention::load(source, &format!("{name}/self_attention"), d, c.n_text_head, Rows::Few, device)?,
                     cross_attention: CrossAttention::load(source, &format!("{name}/attention"), d, c.n_text_head, device)?,
-                    ffn: FeedForward::load(source, &format!("{name}/ffn"), d, device)?,
+                    ffn: FeedForward::load(source, &format!("{name}/ffn"), d, Rows::Few, device)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Decoder {
-            projection: upload(source.tensor("decoder/embeddings/weight", &[c.n_vocab, d])?.transposed(), device),
+            embedding: TokenEmbedding::load(source, c.n_vocab, d, device)?,
             positions: upload(source.tensor("decoder/position_encodings/encodings", &[c.n_text_ctx, d])?, device),
             blocks,
             norm: LayerNorm::load(source, "decoder/layer_norm", d, device)?,
@@ -94,11 +96,11 @@ impl<B: Backend> Decoder<B> {
         }
     }
 
-    /// Feeds `tokens` `[batch, n]` after the state's positions; returns hidden states `[batch, n, d]`.
-    pub fn forward(&self, tokens: Tensor<B, 2, Int>, state: &mut DecoderState<B>) -> Tensor<B, 3> {
-        let [batch, n] = tokens.dims();
-        let d = self.positions.dims()[1];
-        let embedded = self.projection.clone().select(1, tokens.reshape([batch * n])).transpose().reshape([batch, n, d]);
+    /// Feeds `tokens` (`batch` rows of `n`, row-major) after the state's positions; returns
+    /// hidden states `[batch, n, d]`.
+    pub fn forward(&self, tokens: &[u32], batch: usize, state: &mut DecoderState<B>) -> Tensor<B, 3> {
+        let n = tokens.len() / batch;
+        let embedded = self.embedding.embed(tokens, batch, &self.positions.device());
         let positions = self.positions.clone().narrow(0, state.len, n).unsqueeze::<3>();
         let mut x = embedded + positions;
         // A prompt (n > 1) is fed into an empty cache, so a plain causal mask is right.
@@ -113,8 +115,8 @@ impl<B: Backend> Decoder<B> {
         self.norm.forward(x)
     }
 
-    /// Logits `[batch, vocab]` of hidden states `[batch, d]`.
-    pub fn logits(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
-        hidden.matmul(self.projection.clone())
+    /// Logits of hidden states `[rows, d]`, one `Vec` per row.
+    pub fn logits(&self, hidden: Tensor<B, 2>) -> Vec<Vec<f32>> {
+        self.embedding.logits(hidden)
     }
 }

@@ -1,14 +1,14 @@
 //! Audio encoder: two convolutions (the second halves the frame rate), learned positions,
 //! pre-norm Transformer blocks, final layer norm.
 
-use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::conv1d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::Tensor;
 
 use super::attention::SelfAttention;
-use super::layers::{upload, FeedForward, LayerNorm};
+use super::cpu_ops;
+use super::layers::{upload, FeedForward, LayerNorm, Rows};
 use crate::error::Result;
 use crate::whisper::config::WhisperConfig;
 use crate::whisper::weights::TensorSource;
@@ -32,7 +32,7 @@ impl<B: Backend> Conv<B> {
     /// Kernel 3, padding 1, then GELU.
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let options = ConvOptions::new([self.stride], [1], [1], 1);
-        gelu(conv1d(x, self.weight.clone(), Some(self.bias.clone()), options))
+        cpu_ops::gelu(conv1d(x, self.weight.clone(), Some(self.bias.clone()), options))
     }
 }
 
@@ -58,8 +58,8 @@ impl<B: Backend> Encoder<B> {
             .map(|i| {
                 let name = format!("encoder/layer_{i}");
                 Ok(EncoderBlock {
-                    attention: SelfAttention::load(source, &format!("{name}/self_attention"), d, c.n_audio_head, device)?,
-                    ffn: FeedForward::load(source, &format!("{name}/ffn"), d, device)?,
+                    attention: SelfAttention::load(source, &format!("{name}/self_attention"), d, c.n_audio_head, Rows::Many, device)?,
+                    ffn: FeedForward::load(source, &format!("{name}/ffn"), d, Rows::Many, device)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

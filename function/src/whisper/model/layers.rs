@@ -1,9 +1,13 @@
 //! Building blocks shared by the encoder and decoder: linear layers and layer norm, plus the
 //! upload of host tensors to the device.
 
+use std::sync::Arc;
+
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
+use super::cpu_ops;
+use super::host_matrix::HostMatrix;
 use crate::error::Result;
 use crate::whisper::weights::{HostTensor, TensorSource};
 
@@ -12,34 +16,54 @@ pub fn upload<B: Backend, const D: usize>(t: HostTensor, device: &B::Device) -> 
     Tensor::from_data(TensorData::new(t.data, t.shape), device)
 }
 
+/// How many rows a layer's inputs have, which decides how its weight is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// A window's positions (the encoder, the cross-attention memory): burn's product only.
+    Many,
+    /// One per beam or window at each decoding step: on the CPU backend the weight is also
+    /// kept as stored, for the few-row kernel.
+    Few,
+}
+
+/// At most this many input rows go through the few-row kernel; more (a prompt) go to gemm.
+const FEW_ROWS: usize = 8;
+
 /// `y = x W + b`, with `W` stored `[in, out]` as burn's `linear` expects.
 #[derive(Debug, Clone)]
 pub struct Linear<B: Backend> {
     weight: Tensor<B, 2>,
-    bias: Option<Tensor<B, 1>>,
+    bias: Tensor<B, 1>,
+    /// `[out, in]` as stored, and the bias, for [`Rows::Few`] layers on the CPU backend.
+    few_rows: Option<Arc<(HostMatrix, Vec<f32>)>>,
 }
 
 impl<B: Backend> Linear<B> {
-    /// Loads `{name}/weight` (`[out, in]` on disk) and, if `with_bias`, `{name}/bias`.
-    pub fn load(
-        source: &dyn TensorSource,
-        name: &str,
-        d_in: usize,
-        d_out: usize,
-        with_bias: bool,
-        device: &B::Device,
-    ) -> Result<Self> {
-        let weight = source.tensor(&format!("{name}/weight"), &[d_out, d_in])?.transposed();
-        let bias = if with_bias {
-            Some(upload(source.tensor(&format!("{name}/bias"), &[d_out])?, device))
+    /// Loads `{name}/weight` (`[out, in]` on disk) and `{name}/bias`.
+    pub fn load(source: &dyn TensorSource, name: &str, d_in: usize, d_out: usize, rows: Rows, device: &B::Device) -> Result<Self> {
+        let weight_name = format!("{name}/weight");
+        let weight = source.tensor(&weight_name, &[d_out, d_in])?.transposed();
+        let bias = source.tensor(&format!("{name}/bias"), &[d_out])?;
+        let few_rows = if rows == Rows::Few && cpu_ops::is_cpu::<B>() {
+            Some(Arc::new((HostMatrix::load(source, &weight_name, d_out, d_in)?, bias.data.clone())))
         } else {
             None
         };
-        Ok(Linear { weight: upload(weight, device), bias })
+        Ok(Linear { weight: upload(weight, device), bias: upload(bias, device), few_rows })
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        burn::tensor::module::linear(x, self.weight.clone(), self.bias.clone())
+        if let Some(few) = &self.few_rows {
+            let mut dims = x.dims();
+            if dims[..D - 1].iter().product::<usize>() <= FEW_ROWS {
+                let (matrix, bias) = few.as_ref();
+                if let Some(out) = cpu_ops::with_values(&x, |values| matrix.product(values, Some(bias))) {
+                    dims[D - 1] = matrix.rows();
+                    return cpu_ops::tensor_of(out, dims, &x.device());
+                }
+            }
+        }
+        burn::tensor::module::linear(x, self.weight.clone(), Some(self.bias.clone()))
     }
 }
 
@@ -59,6 +83,10 @@ impl<B: Backend> LayerNorm<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = match super::cpu_ops::layer_norm(x, &self.gamma, &self.beta, 1e-5) {
+            Ok(normed) => return normed,
+            Err(x) => x,
+        };
         let (var, mean) = x.clone().var_mean_bias(2);
         let normed = (x - mean) / (var + 1e-5).sqrt();
         normed * self.gamma.clone().unsqueeze::<3>() + self.beta.clone().unsqueeze::<3>()
@@ -74,18 +102,18 @@ pub struct FeedForward<B: Backend> {
 }
 
 impl<B: Backend> FeedForward<B> {
-    pub fn load(source: &dyn TensorSource, name: &str, dim: usize, device: &B::Device) -> Result<Self> {
+    pub fn load(source: &dyn TensorSource, name: &str, dim: usize, rows: Rows, device: &B::Device) -> Result<Self> {
         let hidden = 4 * dim;
         Ok(FeedForward {
             norm: LayerNorm::load(source, &format!("{name}/layer_norm"), dim, device)?,
-            fc1: Linear::load(source, &format!("{name}/linear_0"), dim, hidden, true, device)?,
-            fc2: Linear::load(source, &format!("{name}/linear_1"), hidden, dim, true, device)?,
+            fc1: Linear::load(source, &format!("{name}/linear_0"), dim, hidden, rows, device)?,
+            fc2: Linear::load(source, &format!("{name}/linear_1"), hidden, dim, rows, device)?,
         })
     }
 
     /// Returns `x + ffn(norm(x))`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let h = self.fc1.forward(self.norm.forward(x.clone()));
-        x + self.fc2.forward(burn::tensor::activation::gelu(h))
+        x + self.fc2.forward(super::cpu_ops::gelu(h))
     }
 }

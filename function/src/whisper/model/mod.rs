@@ -2,7 +2,10 @@
 
 pub mod attention;
 mod cpu_attention;
+mod cpu_ops;
 pub mod decoder;
+mod embedding;
+mod host_matrix;
 pub mod encoder;
 pub mod layers;
 

@@ -255,6 +255,26 @@ impl TensorSource for Ct2Checkpoint {
         };
         Ok(HostTensor { shape: var.shape.clone(), data })
     }
+
+    fn tensor_f16(&self, name: &str, shape: &[usize]) -> Result<Option<Vec<half::f16>>> {
+        let var = self.variables.get(name).ok_or_else(|| missing(name, &self.path))?;
+        check_shape(name, shape, &var.shape)?;
+        if var.dtype != DType::F16 || cfg!(target_endian = "big") {
+            return Ok(None);
+        }
+        let bytes = &self.map[var.offset..var.offset + var.len];
+        let mut halves = vec![half::f16::ZERO; var.len / 2];
+        // Copied as bytes: the file may place the tensor at an odd offset.
+        let dst: &mut [u8] = halves_as_bytes(&mut halves);
+        dst.copy_from_slice(bytes);
+        Ok(Some(halves))
+    }
+}
+
+/// The bytes of `halves` (every bit pattern is a valid f16).
+fn halves_as_bytes(halves: &mut [half::f16]) -> &mut [u8] {
+    // SAFETY: f16 is 2 plain bytes with no invalid patterns; the length covers the same memory.
+    unsafe { std::slice::from_raw_parts_mut(halves.as_mut_ptr().cast::<u8>(), halves.len() * 2) }
 }
 
 impl Ct2Checkpoint {

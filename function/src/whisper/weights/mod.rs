@@ -61,6 +61,11 @@ pub trait TensorSource: Sync {
     fn config(&self) -> &WhisperConfig;
     /// The tensor named `name` as float32, checked against `shape`.
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<HostTensor>;
+    /// The tensor's values as stored, when the checkpoint stores them as f16 (`None` otherwise,
+    /// or when the format does not say so cheaply): the CPU kernels read f16 directly.
+    fn tensor_f16(&self, _name: &str, _shape: &[usize]) -> Result<Option<Vec<half::f16>>> {
+        Ok(None)
+    }
 }
 
 /// Finds which format `dir` holds (CTranslate2 wins when both are present: it carries the

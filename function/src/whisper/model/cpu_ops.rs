@@ -1,0 +1,264 @@
+//! Fused kernels for burn's CPU backend (Flex): GELU and layer norm in one parallel pass each,
+//! and attention through `cpu_attention` for every place the model attends. burn-flex runs
+//! these as chains of single-threaded passes (GELU through a scalar libm `erff`, layer norm in
+//! six), and its attention per (batch, head) on one thread; on other backends every function
+//! here hands its input back (`Err`) and the caller uses burn's ops.
+
+use std::any::{Any, TypeId};
+
+use burn::backend::Flex;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use burn_flex::FlexTensor;
+use rayon::prelude::*;
+
+use super::cpu_attention::{self as kernel, Options, Shape, Strides};
+use crate::whisper::simd::fma;
+
+/// Elements per rayon task of an element-wise pass; smaller inputs stay on the calling thread.
+const CHUNK: usize = 1 << 14;
+
+/// Whether `B` is burn's CPU backend, where these kernels run: then [`attention`] reads views
+/// in place and one cross-attention memory row for all beams (burn's attention needs them
+/// contiguous and repeated per beam).
+pub fn is_cpu<B: Backend>() -> bool {
+    TypeId::of::<B>() == TypeId::of::<Flex>()
+}
+
+/// The Flex tensor behind `t`, or `t` back on other backends.
+fn into_flex<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<FlexTensor, Tensor<B, D>> {
+    if TypeId::of::<B>() != TypeId::of::<Flex>() {
+        return Err(t);
+    }
+    let TensorPrimitive::Float(primitive) = t.into_primitive() else {
+        unreachable!("tingxie never quantizes a model tensor");
+    };
+    let any: Box<dyn Any> = Box::new(primitive);
+    Ok(*any.downcast::<FlexTensor>().expect("B is Flex"))
+}
+
+fn from_flex<B: Backend, const D: usize>(t: FlexTensor) -> Tensor<B, D> {
+    let any: Box<dyn Any> = Box::new(t);
+    let primitive = *any.downcast::<B::FloatTensorPrimitive>().expect("B is Flex");
+    Tensor::from_primitive(TensorPrimitive::Float(primitive))
+}
+
+/// Runs `f` on the f32 values of `t` when it is a Flex tensor laid out row-major (a view
+/// shares the buffer: no copy).
+pub(super) fn with_values<B: Backend, const D: usize, R>(t: &Tensor<B, D>, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    let flex = into_flex(t.clone()).ok()?;
+    flex.as_slice::<f32>().map(f)
+}
+
+/// A tensor of `shape` holding `values` (moved, not copied).
+pub(super) fn tensor_of<B: Backend, const D: usize>(values: Vec<f32>, shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+/// Applies `f` to every value: in place when `t` owns its buffer, else into a new one.
+fn map_values<B: Backend, const D: usize>(t: Tensor<B, D>, f: fn(&mut [f32])) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    let mut flex = into_flex(t)?;
+    let in_place = flex.is_contiguous() && flex.layout().start_offset() == 0 && flex.dtype() == burn::tensor::DType::F32;
+    if in_place {
+        let n = flex.layout().num_elements();
+        if let Some(values) = flex.try_storage_mut::<f32>() {
+            in_chunks(&mut values[..n], f);
+            return Ok(from_flex(flex));
+        }
+    }
+    let tensor: Tensor<B, D> = from_flex(flex);
+    let (shape, device) = (tensor.dims(), tensor.device());
+    let mut values = tensor.into_data().convert::<f32>().into_vec::<f32>().expect("f32 values");
+    in_chunks(&mut values, f);
+    Ok(tensor_of(values, shape, &device))
+}
+
+fn in_chunks(values: &mut [f32], f: fn(&mut [f32])) {
+    if values.len() <= CHUNK {
+        f(values);
+    } else {
+        values.par_chunks_mut(CHUNK).for_each(f);
+    }
+}
+
+/// `0.5 x (1 + erf(x / √2))`, the exact GELU Whisper uses.
+pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    map_values(x, gelu_fn()).unwrap_or_else(burn::tensor::activation::gelu)
+}
+
+/// Layer normalisation of `x` `[.., d]` over its last axis with `gamma`, `beta` `[d]`.
+pub fn layer_norm<B: Backend>(x: Tensor<B, 3>, gamma: &Tensor<B, 1>, beta: &Tensor<B, 1>, eps: f32) -> Result<Tensor<B, 3>, Tensor<B, 3>> {
+    let (shape, device) = (x.dims(), x.device());
+    let d = shape[2];
+    let normed = with_values(&x, |xs| {
+        with_values(gamma, |g| {
+            with_values(beta, |b| {
+                let mut out = vec![0.0f32; xs.len()];
+                let rows_per_task = (CHUNK / d).max(1);
+                let run = |(src, dst): (&[f32], &mut [f32])| {
+                    for (row, out_row) in src.chunks_exact(d).zip(dst.chunks_exact_mut(d)) {
+                        normalize_row(row, g, b, eps, out_row);
+                    }
+                };
+                if xs.len() <= CHUNK {
+                    run((xs, &mut out));
+                } else {
+                    xs.par_chunks(rows_per_task * d).zip(out.par_chunks_mut(rows_per_task * d)).for_each(run);
+                }
+                out
+            })
+        })
+    });
+    match normed.flatten().flatten() {
+        Some(out) => Ok(tensor_of(out, shape, &device)),
+        None => Err(x),
+    }
+}
+
+/// `softmax(q kᵀ / √head_dim) v` per head, heads merged: `[b, n, heads · head_dim]`. q, k and v
+/// are `[b, heads, t, head_dim]` in any layout whose channels are contiguous (views of a fused
+/// projection are read in place); k and v may have one row for all of q's `b` (beams sharing a
+/// window's cross-attention memory). `causal`: query i sees keys up to `t_k - n + i`.
+pub fn attention<B: Backend>(q: &Tensor<B, 4>, k: &Tensor<B, 4>, v: &Tensor<B, 4>, causal: bool) -> Option<Tensor<B, 3>> {
+    let ([batch, heads, seq_q, head_dim], [k_rows, _, seq_k, _]) = (q.dims(), k.dims());
+    if !(k_rows == batch || k_rows == 1) || k.dims()[1..] != [heads, seq_k, head_dim] || v.dims() != k.dims() {
+        return None;
+    }
+    let d = heads * head_dim;
+    // Beams at one position reading one memory are one batch of `batch` query rows: the
+    // kernel then reads (and gemm packs) each head's keys once per step, not once per beam.
+    let beams_as_rows = k_rows == 1 && batch > 1 && seq_q == 1 && !causal;
+    let out = with_heads(q, |q, mut q_s| {
+        with_heads(k, |k, k_s| {
+            with_heads(v, |v, v_s| {
+                let mut out = vec![0.0f32; batch * seq_q * d];
+                let mut out_s = Strides::merged(seq_q, heads, head_dim);
+                let mut shape = Shape { batch, heads, seq_q, seq_k, head_dim };
+                if beams_as_rows {
+                    (shape.batch, shape.seq_q) = (1, batch);
+                    (q_s.row, out_s.row) = (q_s.batch, out_s.batch);
+                }
+                kernel::attention(q, q_s, k, k_s, v, v_s, &mut out, out_s, shape, Options { scale: None, causal });
+                out
+            })
+        })
+    });
+    Some(tensor_of(out.flatten().flatten()?, [batch, seq_q, d], &q.device()))
+}
+
+/// Runs `f` on the f32 storage of `t` `[b, heads, t, channels]` from its first element, with its
+/// strides, when it is a Flex tensor whose channels are contiguous. A batch axis of one gets
+/// stride 0, so it can be read for every row of a larger batch.
+fn with_heads<B: Backend, R>(t: &Tensor<B, 4>, f: impl FnOnce(&[f32], Strides) -> R) -> Option<R> {
+    let flex = into_flex(t.clone()).ok()?;
+    let layout = flex.layout();
+    let dims = t.dims();
+    let strides: Vec<usize> = layout.strides().iter().map(|&s| usize::try_from(s).ok()).collect::<Option<_>>()?;
+    if flex.dtype() != burn::tensor::DType::F32 || (strides[3] != 1 && dims[3] > 1) {
+        return None;
+    }
+    let batch = if dims[0] == 1 { 0 } else { strides[0] };
+    let values = &flex.storage::<f32>()[layout.start_offset()..];
+    Some(f(values, Strides { batch, head: strides[1], row: strides[2] }))
+}
+
+/// One row: mean, then the biased variance around it (two passes, as burn's `var_mean_bias`).
+fn normalize_row(row: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
+    let n = row.len() as f32;
+    let mean = row.iter().sum::<f32>() / n;
+    let var = row.iter().map(|&x| (x - mean) * (x - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for (((o, &x), &g), &b) in out.iter_mut().zip(row).zip(gamma).zip(beta) {
+        *o = (x - mean) * inv * g + b;
+    }
+}
+
+/// Picks the AVX2+FMA build of the GELU pass when the CPU has it (the crate targets baseline
+/// x86-64, where the same loop runs 4 lanes wide without FMA).
+fn gelu_fn() -> fn(&mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(values: &mut [f32]) {
+            gelu_slice::<true>(values)
+        }
+        // SAFETY: the features were detected just above.
+        return |values| unsafe { avx2(values) };
+    }
+    gelu_slice::<false>
+}
+
+#[inline(always)]
+fn gelu_slice<const FMA: bool>(values: &mut [f32]) {
+    for x in values {
+        *x = 0.5 * *x * (1.0 + erf::<FMA>(*x * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+/// Branch-free erf: `x · P(x²) / Q(x²)` on x clamped to [-4, 4] (the rational fit Eigen and
+/// XLA use; beyond 4, erf is ±1 in f32). Absolute error ≤ 5e-7 against the exact function.
+#[inline(always)]
+pub fn erf<const FMA: bool>(x: f32) -> f32 {
+    const P: [f32; 7] = [
+        -2.726_142_3e-10, 2.770_681_4e-8, -2.101_024e-6, -5.692_506_4e-5, -7.349_906_3e-4, -2.954_600e-3, -1.609_603_3e-2,
+    ];
+    const Q: [f32; 5] = [-1.456_607_2e-5, -2.133_740_6e-4, -1.682_827e-3, -7.373_329e-3, -1.426_474e-2];
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let p = P[1..].iter().fold(P[0], |acc, &c| fma::<FMA>(acc, x2, c));
+    let q = Q[1..].iter().fold(Q[0], |acc, &c| fma::<FMA>(acc, x2, c));
+    x * p / q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erf_within_5e7_of_the_exact_function() {
+        for i in -60_000..=60_000 {
+            let x = i as f32 * 1e-4;
+            let exact = libm_erf(x as f64);
+            for got in [erf::<false>(x), erf::<true>(x)] {
+                assert!((got as f64 - exact).abs() <= 5e-7, "erf({x}) = {got}, exact {exact}");
+            }
+        }
+        assert!((erf::<false>(f32::INFINITY) - 1.0).abs() <= 5e-7);
+        assert!((erf::<false>(f32::NEG_INFINITY) + 1.0).abs() <= 5e-7);
+    }
+
+    /// libm's erf in f64, through burn-flex.
+    fn libm_erf(x: f64) -> f64 {
+        burn_flex::ops::unary::erf_f64(x)
+    }
+
+    #[test]
+    fn gelu_pass_matches_the_formula_at_any_length() {
+        for n in [0, 1, 7, 33, CHUNK + 5] {
+            let mut values: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 6.0).collect();
+            let expected: Vec<f32> = values.iter().map(|&x| (0.5 * x as f64 * (1.0 + libm_erf(x as f64 / 2f64.sqrt()))) as f32).collect();
+            in_chunks(&mut values, gelu_fn());
+            for (got, want) in values.iter().zip(&expected) {
+                assert!((got - want).abs() <= 1e-6 * want.abs().max(1.0), "{got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn flex_gelu_and_layer_norm_match_burn() {
+        type B = Flex;
+        let device = Default::default();
+        let values: Vec<f32> = (0..3 * 70 * 384).map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 5.0).collect();
+        let x: Tensor<B, 3> = tensor_of(values, [3, 70, 384], &device);
+        let ours = gelu(x.clone()).into_data();
+        let burns = burn::tensor::activation::gelu(x.clone()).into_data();
+        ours.assert_approx_eq::<f32>(&burns, burn::tensor::Tolerance::absolute(2e-6));
+        // A shared input (the clone above is still alive) is not written in place.
+        let gamma: Tensor<B, 1> = tensor_of((0..384).map(|i| 1.0 + i as f32 / 384.0).collect(), [384], &device);
+        let beta: Tensor<B, 1> = tensor_of((0..384).map(|i| i as f32 / 1000.0).collect(), [384], &device);
+        let ours = layer_norm(x.clone(), &gamma, &beta, 1e-5).expect("flex").into_data();
+        let (var, mean) = x.clone().var_mean_bias(2);
+        let burns = ((x - mean) / (var + 1e-5).sqrt() * gamma.unsqueeze::<3>() + beta.unsqueeze::<3>()).into_data();
+        ours.assert_approx_eq::<f32>(&burns, burn::tensor::Tolerance::absolute(1e-5));
+    }
+}

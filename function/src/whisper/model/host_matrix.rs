@@ -1,0 +1,246 @@
+//! Matrix products with few rows (a decoding step: one row per beam or window) against a weight
+//! kept as the checkpoint stores it, `[out, in]` rows, f16 or f32, for burn's CPU backend.
+//!
+//! A decoding step is bound by the bytes of weight it streams, not by arithmetic: f16 halves
+//! them, and reading `[out, in]` rows directly means nothing is widened or transposed at load.
+//! gemm, built for large products, also re-packs the whole weight on every call. Here each
+//! task takes a tile of weight rows, widens each 8 weights in registers (F16C) and multiplies
+//! them into four input rows at a time.
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::whisper::weights::TensorSource;
+
+/// Weight rows per rayon task.
+const TILE: usize = 64;
+/// Input rows sharing one pass over a weight row (their accumulators fit the 16 AVX registers).
+const GROUP: usize = 4;
+
+/// `[out, in]` weight rows in host memory.
+#[derive(Debug)]
+pub enum HostMatrix {
+    F16 { rows: Vec<f16>, cols: usize },
+    F32 { rows: Vec<f32>, cols: usize },
+}
+
+impl HostMatrix {
+    /// The checkpoint's `name` `[out, in]`, f16 if stored so.
+    pub fn load(source: &dyn TensorSource, name: &str, out_width: usize, cols: usize) -> Result<Self> {
+        Ok(match source.tensor_f16(name, &[out_width, cols])? {
+            Some(rows) => HostMatrix::F16 { rows, cols },
+            None => HostMatrix::F32 { rows: source.tensor(name, &[out_width, cols])?.data, cols },
+        })
+    }
+
+    /// Input width (`in`).
+    pub fn cols(&self) -> usize {
+        match self {
+            HostMatrix::F16 { cols, .. } | HostMatrix::F32 { cols, .. } => *cols,
+        }
+    }
+
+    /// Output width (`out`): the number of weight rows.
+    pub fn rows(&self) -> usize {
+        match self {
+            HostMatrix::F16 { rows, cols } => rows.len() / cols,
+            HostMatrix::F32 { rows, cols } => rows.len() / cols,
+        }
+    }
+
+    /// Weight rows `first..first + count` as f32 into `out`.
+    pub fn widen(&self, first: usize, count: usize, out: &mut [f32]) {
+        let cols = self.cols();
+        let range = first * cols..(first + count) * cols;
+        match self {
+            HostMatrix::F16 { rows, .. } => rows[range].convert_to_f32_slice(out),
+            HostMatrix::F32 { rows, .. } => out.copy_from_slice(&rows[range]),
+        }
+    }
+
+    /// `x` `[n, in]` · weightᵀ (+ `bias`): `[n, out]`, row-major.
+    pub fn product(&self, x: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+        let (cols, out_width) = (self.cols(), self.rows());
+        let n = x.len() / cols;
+        // Weight-row-major while computing, so each task writes one contiguous block.
+        let mut by_weight = vec![0.0f32; out_width * n];
+        let kernel = Kernel::pick();
+        by_weight.par_chunks_mut(TILE * n).enumerate().for_each(|(tile, block)| {
+            for (j, out) in block.chunks_exact_mut(n).enumerate() {
+                let row = (tile * TILE + j) * cols..(tile * TILE + j + 1) * cols;
+                for (group, out) in x.chunks(GROUP * cols).zip(out.chunks_mut(GROUP)) {
+                    match self {
+                        HostMatrix::F16 { rows, .. } => kernel.dots_f16(&rows[row.clone()], group, out),
+                        HostMatrix::F32 { rows, .. } => kernel.dots_f32(&rows[row.clone()], group, out),
+                    }
+                }
+            }
+        });
+        let mut out = vec![0.0f32; n * out_width];
+        for (o, row) in out.chunks_exact_mut(out_width).enumerate() {
+            for (j, value) in row.iter_mut().enumerate() {
+                *value = by_weight[j * n + o] + bias.map_or(0.0, |b| b[j]);
+            }
+        }
+        out
+    }
+}
+
+/// `out[r] = w · x_r` for the (up to [`GROUP`]) rows of `x`, each `w.len()` long.
+#[derive(Clone, Copy)]
+enum Kernel {
+    /// AVX2 + FMA + F16C intrinsics: f16 weights are widened in registers.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    Portable,
+}
+
+impl Kernel {
+    fn pick() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+            return Kernel::Avx2;
+        }
+        Kernel::Portable
+    }
+
+    fn dots_f16(self, w: &[f16], x: &[f32], out: &mut [f32]) {
+        match self {
+            // SAFETY: `pick` checked the features.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { avx2::dots(avx2::Weights::F16(w), x, out) },
+            Kernel::Portable => dots_portable(w.iter().map(|h| h.to_f32()), x, out),
+        }
+    }
+
+    fn dots_f32(self, w: &[f32], x: &[f32], out: &mut [f32]) {
+        match self {
+            // SAFETY: `pick` checked the features.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { avx2::dots(avx2::Weights::F32(w), x, out) },
+            Kernel::Portable => dots_portable(w.iter().copied(), x, out),
+        }
+    }
+}
+
+fn dots_portable(w: impl Iterator<Item = f32> + Clone, x: &[f32], out: &mut [f32]) {
+    let cols = x.len() / out.len().max(1);
+    for (o, row) in out.iter_mut().zip(x.chunks_exact(cols)) {
+        *o = w.clone().zip(row).map(|(a, b)| a * b).sum();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    #[derive(Clone, Copy)]
+    pub enum Weights<'a> {
+        F16(&'a [f16]),
+        F32(&'a [f32]),
+    }
+
+    impl Weights<'_> {
+        fn len(self) -> usize {
+            match self {
+                Weights::F16(w) => w.len(),
+                Weights::F32(w) => w.len(),
+            }
+        }
+
+        /// Weights `c..c + 8` as f32. Safety: `c + 8 <= len`, F16C and AVX available.
+        #[inline(always)]
+        unsafe fn load8(self, c: usize) -> __m256 {
+            match self {
+                Weights::F16(w) => _mm256_cvtph_ps(_mm_loadu_si128(w.as_ptr().add(c).cast())),
+                Weights::F32(w) => _mm256_loadu_ps(w.as_ptr().add(c)),
+            }
+        }
+
+        fn get(self, c: usize) -> f32 {
+            match self {
+                Weights::F16(w) => w[c].to_f32(),
+                Weights::F32(w) => w[c],
+            }
+        }
+    }
+
+    /// Safety: AVX2, FMA and F16C available.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dots(w: Weights, x: &[f32], out: &mut [f32]) {
+        match out.len() {
+            4 => dots_n::<4>(w, x, out),
+            3 => dots_n::<3>(w, x, out),
+            2 => dots_n::<2>(w, x, out),
+            _ => dots_n::<1>(w, x, out),
+        }
+    }
+
+    /// Two accumulators per row (16 floats a step), so even one row has independent chains.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dots_n<const R: usize>(w: Weights, x: &[f32], out: &mut [f32]) {
+        let cols = w.len();
+        assert!(x.len() >= R * cols && out.len() >= R);
+        let whole = cols / 16 * 16;
+        let mut lo = [_mm256_setzero_ps(); R];
+        let mut hi = [_mm256_setzero_ps(); R];
+        let xp = x.as_ptr();
+        let mut c = 0;
+        while c < whole {
+            // SAFETY: c + 16 <= cols, and row r spans r * cols..(r + 1) * cols of x (asserted).
+            let (w0, w1) = (w.load8(c), w.load8(c + 8));
+            for r in 0..R {
+                let row = xp.add(r * cols + c);
+                lo[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(row), lo[r]);
+                hi[r] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(row.add(8)), hi[r]);
+            }
+            c += 16;
+        }
+        for r in 0..R {
+            let v = _mm256_add_ps(lo[r], hi[r]);
+            let v = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+            let v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+            let v = _mm_add_ss(v, _mm_shuffle_ps(v, v, 1));
+            let tail: f32 = (whole..cols).map(|c| w.get(c) * x[r * cols + c]).sum();
+            out[r] = _mm_cvtss_f32(v) + tail;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) % 2000) as f32 / 1000.0 - 1.0).collect()
+    }
+
+    #[test]
+    fn product_matches_a_plain_product_for_both_storages() {
+        // Widths not multiples of the tile or of the lanes; row counts around the group size.
+        for (out_width, cols) in [(1000 + 7, 384), (70, 13)] {
+            let weights = values(out_width * cols, 1);
+            let halves: Vec<f16> = weights.iter().map(|&x| f16::from_f32(x)).collect();
+            let widened: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
+            let bias = values(out_width, 3);
+            for n in [1, 3, 4, 5, 9] {
+                let x = values(n * cols, 7 + n as u32);
+                for (matrix, reference) in [
+                    (HostMatrix::F16 { rows: halves.clone(), cols }, &widened),
+                    (HostMatrix::F32 { rows: weights.clone(), cols }, &weights),
+                ] {
+                    let got = matrix.product(&x, Some(&bias));
+                    assert_eq!(got.len(), n * out_width);
+                    for (i, &value) in got.iter().enumerate() {
+                        let (r, j) = (i / out_width, i % out_width);
+                        let exact: f64 = bias[j] as f64 + (0..cols).map(|c| reference[j * cols + c] as f64 * x[r * cols + c] as f64).sum::<f64>();
+                        assert!((value as f64 - exact).abs() < 1e-4, "row {r} out {j}: {value} vs {exact}");
+                    }
+                }
+            }
+        }
+    }
+}
