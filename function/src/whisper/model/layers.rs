@@ -19,51 +19,49 @@ pub fn upload<B: Backend, const D: usize>(t: HostTensor, device: &B::Device) -> 
 /// How many rows a layer's inputs have, which decides how its weight is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rows {
-    /// A window's positions (the encoder, the cross-attention memory): burn's product only.
+    /// A window's positions (the encoder, the cross-attention memory): burn's product.
     Many,
-    /// One per beam or window at each decoding step: on the CPU backend the weight is also
-    /// kept as stored, for the few-row kernel.
+    /// One per beam or window at each decoding step (or a prompt's tokens): on the CPU backend
+    /// the weight stays as stored, for the few-row kernel of `host_matrix`.
     Few,
 }
 
-/// At most this many input rows go through the few-row kernel; more (a prompt) go to gemm.
-const FEW_ROWS: usize = 8;
-
-/// `y = x W + b`, with `W` stored `[in, out]` as burn's `linear` expects.
+/// `y = x Wᵀ + b` for a weight stored `[out, in]`.
 #[derive(Debug, Clone)]
-pub struct Linear<B: Backend> {
-    weight: Tensor<B, 2>,
-    bias: Tensor<B, 1>,
-    /// `[out, in]` as stored, and the bias, for [`Rows::Few`] layers on the CPU backend.
-    few_rows: Option<Arc<(HostMatrix, Vec<f32>)>>,
+pub enum Linear<B: Backend> {
+    /// `W` transposed to `[in, out]`, as burn's `linear` expects.
+    Device { weight: Tensor<B, 2>, bias: Tensor<B, 1> },
+    /// `[out, in]` as stored, and the bias: [`Rows::Few`] layers on the CPU backend.
+    Host(Arc<(HostMatrix, Vec<f32>)>),
 }
 
 impl<B: Backend> Linear<B> {
     /// Loads `{name}/weight` (`[out, in]` on disk) and `{name}/bias`.
     pub fn load(source: &dyn TensorSource, name: &str, d_in: usize, d_out: usize, rows: Rows, device: &B::Device) -> Result<Self> {
         let weight_name = format!("{name}/weight");
-        let weight = source.tensor(&weight_name, &[d_out, d_in])?.transposed();
         let bias = source.tensor(&format!("{name}/bias"), &[d_out])?;
-        let few_rows = if rows == Rows::Few && cpu_ops::is_cpu::<B>() {
-            Some(Arc::new((HostMatrix::load(source, &weight_name, d_out, d_in)?, bias.data.clone())))
-        } else {
-            None
-        };
-        Ok(Linear { weight: upload(weight, device), bias: upload(bias, device), few_rows })
+        if rows == Rows::Few && cpu_ops::is_cpu::<B>() {
+            return Ok(Linear::Host(Arc::new((HostMatrix::load(source, &weight_name, d_out, d_in)?, bias.data))));
+        }
+        let weight = source.tensor(&weight_name, &[d_out, d_in])?.transposed();
+        Ok(Linear::Device { weight: upload(weight, device), bias: upload(bias, device) })
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        if let Some(few) = &self.few_rows {
-            let mut dims = x.dims();
-            if dims[..D - 1].iter().product::<usize>() <= FEW_ROWS {
-                let (matrix, bias) = few.as_ref();
-                if let Some(out) = cpu_ops::with_values(&x, |values| matrix.product(values, Some(bias))) {
-                    dims[D - 1] = matrix.rows();
-                    return cpu_ops::tensor_of(out, dims, &x.device());
-                }
+        match self {
+            Linear::Device { weight, bias } => burn::tensor::module::linear(x, weight.clone(), Some(bias.clone())),
+            Linear::Host(host) => {
+                let (matrix, bias) = host.as_ref();
+                let (mut dims, device) = (x.dims(), x.device());
+                let out = cpu_ops::with_values(&x, |values| matrix.product(values, Some(bias))).unwrap_or_else(|| {
+                    // A strided view: its values in row-major order first.
+                    let values: Vec<f32> = x.into_data().convert::<f32>().into_vec().expect("float activations");
+                    matrix.product(&values, Some(bias))
+                });
+                dims[D - 1] = matrix.rows();
+                cpu_ops::tensor_of(out, dims, &device)
             }
         }
-        burn::tensor::module::linear(x, self.weight.clone(), Some(self.bias.clone()))
     }
 }
 
