@@ -1,38 +1,57 @@
 //! Audio encoder: two convolutions (the second halves the frame rate), learned positions,
 //! pre-norm Transformer blocks, final layer norm.
 
+use std::sync::Arc;
+
 use burn::tensor::backend::Backend;
 use burn::tensor::module::conv1d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::Tensor;
 
 use super::attention::SelfAttention;
-use super::cpu_ops;
+use super::{cpu_conv, cpu_ops};
 use super::layers::{upload, FeedForward, LayerNorm, Rows};
 use crate::error::Result;
 use crate::whisper::config::WhisperConfig;
 use crate::whisper::weights::TensorSource;
 
+/// Kernel 3, padding 1, then GELU.
 #[derive(Debug, Clone)]
-struct Conv<B: Backend> {
-    weight: Tensor<B, 3>,
-    bias: Tensor<B, 1>,
-    stride: usize,
+enum Conv<B: Backend> {
+    /// burn's convolution, channel-major `[batch, channels, frames]` in and out.
+    Device { weight: Tensor<B, 3>, bias: Tensor<B, 1>, stride: usize },
+    /// The CPU backend's: the weight as `cpu_conv::im2col_weight` lays it out, time-major
+    /// `[batch, frames, channels]` in and out.
+    Host { weight: Arc<(Vec<f32>, Vec<f32>)>, c_in: usize, stride: usize },
 }
 
 impl<B: Backend> Conv<B> {
     fn load(source: &dyn TensorSource, name: &str, shape: [usize; 3], stride: usize, device: &B::Device) -> Result<Self> {
-        Ok(Conv {
-            weight: upload(source.tensor(&format!("{name}/weight"), &shape)?, device),
-            bias: upload(source.tensor(&format!("{name}/bias"), &shape[..1])?, device),
-            stride,
-        })
+        let weight = source.tensor(&format!("{name}/weight"), &shape)?;
+        let bias = source.tensor(&format!("{name}/bias"), &shape[..1])?;
+        if cpu_ops::is_cpu::<B>() {
+            let [c_out, c_in, _] = shape;
+            let im2col = cpu_conv::im2col_weight(&weight.data, c_out, c_in);
+            return Ok(Conv::Host { weight: Arc::new((im2col, bias.data)), c_in, stride });
+        }
+        Ok(Conv::Device { weight: upload(weight, device), bias: upload(bias, device), stride })
     }
 
-    /// Kernel 3, padding 1, then GELU.
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let options = ConvOptions::new([self.stride], [1], [1], 1);
-        cpu_ops::gelu(conv1d(x, self.weight.clone(), Some(self.bias.clone()), options))
+        match self {
+            Conv::Device { weight, bias, stride } => {
+                let options = ConvOptions::new([*stride], [1], [1], 1);
+                cpu_ops::gelu(conv1d(x, weight.clone(), Some(bias.clone()), options))
+            }
+            Conv::Host { weight, c_in, stride } => {
+                let (weight, bias) = weight.as_ref();
+                let ([batch, frames, _], device) = (x.dims(), x.device());
+                let values: Vec<f32> = x.into_data().convert::<f32>().into_vec().expect("float activations");
+                let out = cpu_conv::conv_k3(&values, batch, *c_in, weight, bias, *stride);
+                let shape = [batch, cpu_conv::frames_out(frames, *stride), bias.len()];
+                cpu_ops::gelu(cpu_ops::tensor_of(out, shape, &device))
+            }
+        }
     }
 }
 
@@ -74,7 +93,10 @@ impl<B: Backend> Encoder<B> {
 
     /// `[batch, n_mels, 2 * n_audio_ctx]` log-mel -> `[batch, n_audio_ctx, d]`.
     pub fn forward(&self, mel: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = self.conv2.forward(self.conv1.forward(mel)).swap_dims(1, 2);
+        let x = match self.conv1 {
+            Conv::Device { .. } => self.conv2.forward(self.conv1.forward(mel)).swap_dims(1, 2),
+            Conv::Host { .. } => self.conv2.forward(self.conv1.forward(mel.swap_dims(1, 2))),
+        };
         let mut x = x + self.positions.clone().unsqueeze::<3>();
         for block in &self.blocks {
             x = block.ffn.forward(block.attention.forward(x, None, false));

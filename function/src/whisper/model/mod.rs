@@ -2,6 +2,7 @@
 
 pub mod attention;
 mod cpu_attention;
+mod cpu_conv;
 mod cpu_ops;
 pub mod decoder;
 mod embedding;
