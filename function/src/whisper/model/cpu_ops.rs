@@ -1,8 +1,8 @@
 //! Fused kernels for burn's CPU backend (Flex): GELU and layer norm in one parallel pass each,
 //! and attention through `cpu_attention` for every place the model attends. burn-flex runs
 //! these as chains of single-threaded passes (GELU through a scalar libm `erff`, layer norm in
-//! six), and its attention per (batch, head) on one thread; on other backends every function
-//! here hands its input back (`Err`) and the caller uses burn's ops.
+//! six), and its attention per (batch, head) on one thread. On other backends every function
+//! here hands its input back (`Err`) or returns `None`, and the caller uses burn's ops.
 
 use std::any::{Any, TypeId};
 
@@ -30,8 +30,9 @@ fn into_flex<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<FlexTensor, 
     if TypeId::of::<B>() != TypeId::of::<Flex>() {
         return Err(t);
     }
-    let TensorPrimitive::Float(primitive) = t.into_primitive() else {
-        unreachable!("tingxie never quantizes a model tensor");
+    let primitive = match t.into_primitive() {
+        TensorPrimitive::Float(primitive) => primitive,
+        quantized => return Err(Tensor::from_primitive(quantized)),
     };
     let any: Box<dyn Any> = Box::new(primitive);
     Ok(*any.downcast::<FlexTensor>().expect("B is Flex"))
@@ -43,8 +44,8 @@ fn from_flex<B: Backend, const D: usize>(t: FlexTensor) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(primitive))
 }
 
-/// Runs `f` on the f32 values of `t` when it is a Flex tensor laid out row-major (a view
-/// shares the buffer: no copy).
+/// Runs `f` on the f32 values of `t`, borrowed in place, when it is a Flex tensor laid out
+/// row-major; `None` otherwise.
 pub(super) fn with_values<B: Backend, const D: usize, R>(t: &Tensor<B, D>, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     let flex = into_flex(t.clone()).ok()?;
     flex.as_slice::<f32>().map(f)
