@@ -92,9 +92,15 @@ def test_a_request_whose_client_left_is_dropped_before_compute(tmp_path, moto, s
         # Five minutes of audio keep the engine busy long enough (tens of seconds) that the
         # second job is certainly still queued when its client hangs up.
         long_body = (SPEECH / "long_5min.wav").read_bytes()
+        cpu_at_start = srv.metric("process_cpu_seconds_total")
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             busy = pool.submit(post_audio, srv.url, long_body)
             wait_until(lambda: srv.metric("tingxie_inflight_requests") >= 2, 30, "the long request in flight")
+            # In flight is not yet computing: the long body is still arriving and being decoded,
+            # and a short job sent now could reach the engine first. Two CPU-seconds are more
+            # than receiving and decoding the WAV take, so by then the engine is on it.
+            wait_until(lambda: srv.metric("process_cpu_seconds_total") >= cpu_at_start + 2.0, 30, "the long job computing")
+            assert srv.metric("tingxie_queue_depth") == 0 and not busy.done()
             # A client that sends its audio, then hangs up while its job waits in the queue.
             body = (SPEECH / "s01.wav").read_bytes()
             with socket.create_connection(("127.0.0.1", srv.port)) as client:
