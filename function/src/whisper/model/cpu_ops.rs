@@ -44,11 +44,16 @@ fn from_flex<B: Backend, const D: usize>(t: FlexTensor) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(primitive))
 }
 
+/// The Flex tensor behind `t` (sharing its buffer) when it holds f32 values; `None` on other
+/// backends.
+fn flex_f32<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<FlexTensor> {
+    into_flex(t.clone()).ok().filter(|flex| flex.dtype() == burn::tensor::DType::F32)
+}
+
 /// Runs `f` on the f32 values of `t`, borrowed in place, when it is a Flex tensor laid out
 /// row-major; `None` otherwise.
 pub(super) fn with_values<B: Backend, const D: usize, R>(t: &Tensor<B, D>, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
-    let flex = into_flex(t.clone()).ok()?;
-    flex.as_slice::<f32>().map(f)
+    flex_f32(t)?.as_slice::<f32>().map(f)
 }
 
 /// A tensor of `shape` holding `values` (moved, not copied).
@@ -89,31 +94,24 @@ pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 
 /// Layer normalisation of `x` `[.., d]` over its last axis with `gamma`, `beta` `[d]`.
 pub fn layer_norm<B: Backend>(x: Tensor<B, 3>, gamma: &Tensor<B, 1>, beta: &Tensor<B, 1>, eps: f32) -> Result<Tensor<B, 3>, Tensor<B, 3>> {
-    let (shape, device) = (x.dims(), x.device());
-    let d = shape[2];
-    let normed = with_values(&x, |xs| {
-        with_values(gamma, |g| {
-            with_values(beta, |b| {
-                let mut out = vec![0.0f32; xs.len()];
-                let rows_per_task = (CHUNK / d).max(1);
-                let run = |(src, dst): (&[f32], &mut [f32])| {
-                    for (row, out_row) in src.chunks_exact(d).zip(dst.chunks_exact_mut(d)) {
-                        normalize_row(row, g, b, eps, out_row);
-                    }
-                };
-                if xs.len() <= CHUNK {
-                    run((xs, &mut out));
-                } else {
-                    xs.par_chunks(rows_per_task * d).zip(out.par_chunks_mut(rows_per_task * d)).for_each(run);
-                }
-                out
-            })
-        })
-    });
-    match normed.flatten().flatten() {
-        Some(out) => Ok(tensor_of(out, shape, &device)),
-        None => Err(x),
+    let flex = [flex_f32(&x), flex_f32(gamma), flex_f32(beta)];
+    let [Some(xs), Some(g), Some(b)] = flex.each_ref().map(|t| t.as_ref().and_then(FlexTensor::as_slice::<f32>)) else {
+        return Err(x);
+    };
+    let d = x.dims()[2];
+    let mut out = vec![0.0f32; xs.len()];
+    let run = |(src, dst): (&[f32], &mut [f32])| {
+        for (row, out_row) in src.chunks_exact(d).zip(dst.chunks_exact_mut(d)) {
+            normalize_row(row, g, b, eps, out_row);
+        }
+    };
+    if xs.len() <= CHUNK {
+        run((xs, &mut out));
+    } else {
+        let task = (CHUNK / d).max(1) * d;
+        xs.par_chunks(task).zip(out.par_chunks_mut(task)).for_each(run);
     }
+    Ok(tensor_of(out, x.dims(), &x.device()))
 }
 
 /// `softmax(q kᵀ / √head_dim) v` per head, heads merged: `[b, n, heads · head_dim]`. q, k and v
@@ -129,38 +127,35 @@ pub fn attention<B: Backend>(q: &Tensor<B, 4>, k: &Tensor<B, 4>, v: &Tensor<B, 4
     // Beams at one position reading one memory are one batch of `batch` query rows: the
     // kernel then reads (and gemm packs) each head's keys once per step, not once per beam.
     let beams_as_rows = k_rows == 1 && batch > 1 && seq_q == 1 && !causal;
-    let out = with_heads(q, |q, mut q_s| {
-        with_heads(k, |k, k_s| {
-            with_heads(v, |v, v_s| {
-                let mut out = vec![0.0f32; batch * seq_q * d];
-                let mut out_s = Strides::merged(seq_q, heads, head_dim);
-                let mut shape = Shape { batch, heads, seq_q, seq_k, head_dim };
-                if beams_as_rows {
-                    (shape.batch, shape.seq_q) = (1, batch);
-                    (q_s.row, out_s.row) = (q_s.batch, out_s.batch);
-                }
-                kernel::attention(q, q_s, k, k_s, v, v_s, &mut out, out_s, shape, Options { scale: None, causal });
-                out
-            })
-        })
-    });
-    Some(tensor_of(out.flatten().flatten()?, [batch, seq_q, d], &q.device()))
+    let (q_flex, k_flex, v_flex) = (flex_f32(q)?, flex_f32(k)?, flex_f32(v)?);
+    let (mut q_s, k_s, v_s) = (head_strides(&q_flex)?, head_strides(&k_flex)?, head_strides(&v_flex)?);
+    let mut out = vec![0.0f32; batch * seq_q * d];
+    let mut out_s = Strides::merged(seq_q, heads, head_dim);
+    let mut shape = Shape { batch, heads, seq_q, seq_k, head_dim };
+    if beams_as_rows {
+        (shape.batch, shape.seq_q) = (1, batch);
+        (q_s.row, out_s.row) = (q_s.batch, out_s.batch);
+    }
+    let (q_values, k_values, v_values) = (from_first(&q_flex), from_first(&k_flex), from_first(&v_flex));
+    kernel::attention(q_values, q_s, k_values, k_s, v_values, v_s, &mut out, out_s, shape, Options { scale: None, causal });
+    Some(tensor_of(out, [batch, seq_q, d], &q.device()))
 }
 
-/// Runs `f` on the f32 storage of `t` `[b, heads, t, channels]` from its first element, with its
-/// strides, when it is a Flex tensor whose channels are contiguous. A batch axis of one gets
-/// stride 0, so it can be read for every row of a larger batch.
-fn with_heads<B: Backend, R>(t: &Tensor<B, 4>, f: impl FnOnce(&[f32], Strides) -> R) -> Option<R> {
-    let flex = into_flex(t.clone()).ok()?;
-    let layout = flex.layout();
-    let dims = t.dims();
-    let strides: Vec<usize> = layout.strides().iter().map(|&s| usize::try_from(s).ok()).collect::<Option<_>>()?;
-    if flex.dtype() != burn::tensor::DType::F32 || (strides[3] != 1 && dims[3] > 1) {
+/// Strides of `t` `[b, heads, t, channels]` when its channels are contiguous. A batch axis of
+/// one gets stride 0, so it can be read for every row of a larger batch.
+fn head_strides(t: &FlexTensor) -> Option<Strides> {
+    let (dims, strides) = (t.layout().shape(), t.layout().strides());
+    let strides: Vec<usize> = strides.iter().map(|&s| usize::try_from(s).ok()).collect::<Option<_>>()?;
+    if strides.len() != 4 || (strides[3] != 1 && dims[3] > 1) {
         return None;
     }
     let batch = if dims[0] == 1 { 0 } else { strides[0] };
-    let values = &flex.storage::<f32>()[layout.start_offset()..];
-    Some(f(values, Strides { batch, head: strides[1], row: strides[2] }))
+    Some(Strides { batch, head: strides[1], row: strides[2] })
+}
+
+/// The storage of `t` from its first element (a view's offset), for reading through strides.
+fn from_first(t: &FlexTensor) -> &[f32] {
+    &t.storage::<f32>()[t.layout().start_offset()..]
 }
 
 /// One row: mean, then the biased variance around it (two passes, as burn's `var_mean_bias`).

@@ -70,11 +70,12 @@ impl HostMatrix {
         by_weight.par_chunks_mut(TILE * n).enumerate().for_each(|(tile, block)| {
             for (j, out) in block.chunks_exact_mut(n).enumerate() {
                 let row = (tile * TILE + j) * cols..(tile * TILE + j + 1) * cols;
+                let w = match self {
+                    HostMatrix::F16 { rows, .. } => Weights::F16(&rows[row]),
+                    HostMatrix::F32 { rows, .. } => Weights::F32(&rows[row]),
+                };
                 for (group, out) in x.chunks(GROUP * cols).zip(out.chunks_mut(GROUP)) {
-                    match self {
-                        HostMatrix::F16 { rows, .. } => kernel.dots_f16(&rows[row.clone()], group, out),
-                        HostMatrix::F32 { rows, .. } => kernel.dots_f32(&rows[row.clone()], group, out),
-                    }
+                    kernel.dots(w, group, out);
                 }
             }
         });
@@ -106,65 +107,54 @@ impl Kernel {
         Kernel::Portable
     }
 
-    fn dots_f16(self, w: &[f16], x: &[f32], out: &mut [f32]) {
+    fn dots(self, w: Weights, x: &[f32], out: &mut [f32]) {
         match self {
             // SAFETY: `pick` checked the features.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { avx2::dots(avx2::Weights::F16(w), x, out) },
-            Kernel::Portable => dots_portable(w.iter().map(|h| h.to_f32()), x, out),
-        }
-    }
-
-    fn dots_f32(self, w: &[f32], x: &[f32], out: &mut [f32]) {
-        match self {
-            // SAFETY: `pick` checked the features.
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { avx2::dots(avx2::Weights::F32(w), x, out) },
-            Kernel::Portable => dots_portable(w.iter().copied(), x, out),
+            Kernel::Avx2 => unsafe { avx2::dots(w, x, out) },
+            Kernel::Portable => {
+                for (o, row) in out.iter_mut().zip(x.chunks_exact(w.len())) {
+                    *o = row.iter().enumerate().map(|(c, &value)| w.get(c) * value).sum();
+                }
+            }
         }
     }
 }
 
-fn dots_portable(w: impl Iterator<Item = f32> + Clone, x: &[f32], out: &mut [f32]) {
-    let cols = x.len() / out.len().max(1);
-    for (o, row) in out.iter_mut().zip(x.chunks_exact(cols)) {
-        *o = w.clone().zip(row).map(|(a, b)| a * b).sum();
+/// One weight row, as stored.
+#[derive(Clone, Copy)]
+enum Weights<'a> {
+    F16(&'a [f16]),
+    F32(&'a [f32]),
+}
+
+impl Weights<'_> {
+    fn len(self) -> usize {
+        match self {
+            Weights::F16(w) => w.len(),
+            Weights::F32(w) => w.len(),
+        }
+    }
+
+    fn get(self, c: usize) -> f32 {
+        match self {
+            Weights::F16(w) => w[c].to_f32(),
+            Weights::F32(w) => w[c],
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use half::f16;
+    use super::Weights;
     use std::arch::x86_64::*;
 
-    #[derive(Clone, Copy)]
-    pub enum Weights<'a> {
-        F16(&'a [f16]),
-        F32(&'a [f32]),
-    }
-
-    impl Weights<'_> {
-        fn len(self) -> usize {
-            match self {
-                Weights::F16(w) => w.len(),
-                Weights::F32(w) => w.len(),
-            }
-        }
-
-        /// Weights `c..c + 8` as f32. Safety: `c + 8 <= len`, F16C and AVX available.
-        #[inline(always)]
-        unsafe fn load8(self, c: usize) -> __m256 {
-            match self {
-                Weights::F16(w) => _mm256_cvtph_ps(_mm_loadu_si128(w.as_ptr().add(c).cast())),
-                Weights::F32(w) => _mm256_loadu_ps(w.as_ptr().add(c)),
-            }
-        }
-
-        fn get(self, c: usize) -> f32 {
-            match self {
-                Weights::F16(w) => w[c].to_f32(),
-                Weights::F32(w) => w[c],
-            }
+    /// Weights `c..c + 8` as f32. Safety: `c + 8 <= w.len()`, F16C and AVX available.
+    #[inline(always)]
+    unsafe fn load8(w: Weights, c: usize) -> __m256 {
+        match w {
+            Weights::F16(w) => _mm256_cvtph_ps(_mm_loadu_si128(w.as_ptr().add(c).cast())),
+            Weights::F32(w) => _mm256_loadu_ps(w.as_ptr().add(c)),
         }
     }
 
@@ -191,7 +181,7 @@ mod avx2 {
         let mut c = 0;
         while c < whole {
             // SAFETY: c + 16 <= cols, and row r spans r * cols..(r + 1) * cols of x (asserted).
-            let (w0, w1) = (w.load8(c), w.load8(c + 8));
+            let (w0, w1) = (load8(w, c), load8(w, c + 8));
             for r in 0..R {
                 let row = xp.add(r * cols + c);
                 lo[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(row), lo[r]);

@@ -65,6 +65,8 @@ impl<B: Backend> Linear<B> {
     }
 }
 
+const LAYER_NORM_EPS: f32 = 1e-5;
+
 /// Layer normalisation over the last axis (eps 1e-5, as in Whisper).
 #[derive(Debug, Clone)]
 pub struct LayerNorm<B: Backend> {
@@ -81,12 +83,12 @@ impl<B: Backend> LayerNorm<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = match super::cpu_ops::layer_norm(x, &self.gamma, &self.beta, 1e-5) {
+        let x = match cpu_ops::layer_norm(x, &self.gamma, &self.beta, LAYER_NORM_EPS) {
             Ok(normed) => return normed,
             Err(x) => x,
         };
         let (var, mean) = x.clone().var_mean_bias(2);
-        let normed = (x - mean) / (var + 1e-5).sqrt();
+        let normed = (x - mean) / (var + LAYER_NORM_EPS).sqrt();
         normed * self.gamma.clone().unsqueeze::<3>() + self.beta.clone().unsqueeze::<3>()
     }
 }
@@ -112,6 +114,6 @@ impl<B: Backend> FeedForward<B> {
     /// Returns `x + ffn(norm(x))`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let h = self.fc1.forward(self.norm.forward(x.clone()));
-        x + self.fc2.forward(super::cpu_ops::gelu(h))
+        x + self.fc2.forward(cpu_ops::gelu(h))
     }
 }

@@ -243,9 +243,7 @@ impl TensorSource for Ct2Checkpoint {
     }
 
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
-        let var = self.variables.get(name).ok_or_else(|| missing(name, &self.path))?;
-        check_shape(name, shape, &var.shape)?;
-        let bytes = &self.map[var.offset..var.offset + var.len];
+        let (var, bytes) = self.stored(name, shape)?;
         let data: Vec<f32> = match var.dtype {
             DType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
             DType::F16 => super::f16_to_f32(bytes),
@@ -257,12 +255,10 @@ impl TensorSource for Ct2Checkpoint {
     }
 
     fn tensor_f16(&self, name: &str, shape: &[usize]) -> Result<Option<Vec<half::f16>>> {
-        let var = self.variables.get(name).ok_or_else(|| missing(name, &self.path))?;
-        check_shape(name, shape, &var.shape)?;
+        let (var, bytes) = self.stored(name, shape)?;
         if var.dtype != DType::F16 || cfg!(target_endian = "big") {
             return Ok(None);
         }
-        let bytes = &self.map[var.offset..var.offset + var.len];
         let mut halves = vec![half::f16::ZERO; var.len / 2];
         // Copied as bytes: the file may place the tensor at an odd offset.
         let dst: &mut [u8] = halves_as_bytes(&mut halves);
@@ -278,6 +274,13 @@ fn halves_as_bytes(halves: &mut [half::f16]) -> &mut [u8] {
 }
 
 impl Ct2Checkpoint {
+    /// The variable `name`, checked against `shape`, and its bytes in the file.
+    fn stored(&self, name: &str, shape: &[usize]) -> Result<(&Variable, &[u8])> {
+        let var = self.variables.get(name).ok_or_else(|| missing(name, &self.path))?;
+        check_shape(name, shape, &var.shape)?;
+        Ok((var, &self.map[var.offset..var.offset + var.len]))
+    }
+
     /// Quantized weights carry one scale per output row: value = q / scale.
     fn dequantize(&self, name: &str, var: &Variable, bytes: &[u8]) -> Result<Vec<f32>> {
         let scale_name = format!("{}_scale", name);
