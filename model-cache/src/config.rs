@@ -7,9 +7,15 @@ use std::time::Duration;
 pub mod defaults {
     use std::time::Duration;
 
-    /// Size of one ranged GET. Large enough to keep request overhead small, small enough
-    /// that a big file is fetched by several streams at once.
-    pub const CHUNK_SIZE: u64 = 16 * 1024 * 1024;
+    /// Largest range one GET asks for: a GET must end within [`REQUEST_TIMEOUT`] even when
+    /// all streams are slow (128 MiB at 1.1 MB/s each). Smaller pieces come from splitting
+    /// ([`SPLIT_AFTER`]), so a fast store is asked once per file of up to this size.
+    pub const CHUNK_SIZE: u64 = 128 * 1024 * 1024;
+    /// A GET whose rest would take longer than this at its own rate so far hands the second
+    /// half of it to a new GET, while fewer than [`CONCURRENCY`] run. Starting a GET costs a
+    /// round trip and the store's first-byte latency (tens of milliseconds on S3): a quarter
+    /// second left is several of those. `None`: pieces are never split.
+    pub const SPLIT_AFTER: Option<Duration> = Some(Duration::from_millis(250));
     /// Ranged GETs in flight at once, over all files of a model.
     pub const CONCURRENCY: usize = 8;
     /// No eviction unless a limit is set.
@@ -35,8 +41,10 @@ pub struct CacheConfig {
     pub cache_dir: PathBuf,
     /// Evict least recently used models when the cache grows above this many bytes.
     pub max_bytes: Option<u64>,
-    /// Bytes per ranged GET.
+    /// See [`defaults::CHUNK_SIZE`].
     pub chunk_size: u64,
+    /// See [`defaults::SPLIT_AFTER`].
+    pub split_after: Option<Duration>,
     /// Ranged GETs in flight at once.
     pub concurrency: usize,
     /// See [`defaults::CONNECT_TIMEOUT`].
@@ -64,6 +72,7 @@ impl CacheConfig {
             cache_dir: cache_dir.into(),
             max_bytes: defaults::MAX_BYTES,
             chunk_size: defaults::CHUNK_SIZE,
+            split_after: defaults::SPLIT_AFTER,
             concurrency: defaults::CONCURRENCY,
             connect_timeout: defaults::CONNECT_TIMEOUT,
             request_timeout: defaults::REQUEST_TIMEOUT,
@@ -82,8 +91,8 @@ impl CacheConfig {
     }
 
     /// Reads `TINGXIE_CACHE_DIR` (default `/var/cache/tingxie`), `TINGXIE_CACHE_MAX_BYTES`,
-    /// `TINGXIE_CACHE_CHUNK_BYTES` and `TINGXIE_CACHE_CONCURRENCY`; unset or unparsable
-    /// values keep their defaults.
+    /// `TINGXIE_CACHE_CHUNK_BYTES`, `TINGXIE_CACHE_SPLIT_AFTER_MS` (`off`: never split) and
+    /// `TINGXIE_CACHE_CONCURRENCY`; unset or unparsable values keep their defaults.
     pub fn from_env() -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let dir = var("TINGXIE_CACHE_DIR").unwrap_or_else(|| "/var/cache/tingxie".into());
@@ -93,6 +102,15 @@ impl CacheConfig {
         }
         if let Some(v) = var("TINGXIE_CACHE_CHUNK_BYTES").and_then(|v| v.parse().ok()) {
             config.chunk_size = v;
+        }
+        match var("TINGXIE_CACHE_SPLIT_AFTER_MS").as_deref() {
+            Some("off") => config.split_after = None,
+            Some(v) => {
+                if let Ok(ms) = v.parse() {
+                    config.split_after = Some(Duration::from_millis(ms));
+                }
+            }
+            None => {}
         }
         if let Some(v) = var("TINGXIE_CACHE_CONCURRENCY").and_then(|v| v.parse().ok()) {
             config.concurrency = v;

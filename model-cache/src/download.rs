@@ -1,8 +1,12 @@
 //! Parallel ranged download of model files into a version folder.
 //!
 //! Each file is written in place into a temp file of its final size (`partial/<pid>-<time>-<n>.part`) by
-//! up to `concurrency` ranged GETs at once, shared by all files. Bodies are written as they
-//! arrive in blocks of at most [`WRITE_BLOCK`], so memory stays at about
+//! up to `concurrency` ranged GETs at once, shared by all files. A file starts as pieces of at
+//! most `chunk_size` bytes, one GET each. A GET that is slow for what it has left splits
+//! itself while a request slot is idle ([`split_point`]): it keeps the first half of its rest
+//! and queues the second half for a GET of its own. So a store that streams a file quickly
+//! is asked once per file, and a slow one gets as many streams as `concurrency` allows. Bodies
+//! are written as they arrive in blocks of at most [`WRITE_BLOCK`], so memory stays at about
 //! `concurrency × WRITE_BLOCK` whatever the file size (plus, per file being hashed, one block
 //! and one read-back buffer of at most [`WRITE_BLOCK`] each, below).
 //!
@@ -23,6 +27,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -57,15 +62,51 @@ pub(crate) enum Fetched {
 pub(crate) struct Downloader<'a> {
     pub store: Arc<dyn ObjectStore>,
     pub uri: &'a str,
+    /// Largest range one GET asks for.
     pub chunk_size: u64,
     pub concurrency: usize,
+    /// See [`split_point`]; `None`: GETs never split.
+    pub split_after: Option<Duration>,
 }
 
 struct Slot {
     part: PathBuf,
     file: Arc<File>,
     hash: Arc<FileHash>,
-    chunks_left: AtomicUsize,
+    /// Bytes no finished GET has written yet; the GET that brings it to 0 finishes the file.
+    bytes_left: AtomicU64,
+}
+
+/// Bytes `range` of file `file` (an index into the wanted files), waiting for a GET.
+struct Piece {
+    file: usize,
+    range: Range<u64>,
+}
+
+/// The pieces waiting for a GET and the number of GETs running, shared with the GETs so that
+/// one can tell whether a request slot is idle and hand work to it.
+struct Work {
+    queue: Mutex<Vec<Piece>>,
+    running: AtomicUsize,
+    concurrency: usize,
+    queued: tokio::sync::Notify,
+}
+
+impl Work {
+    fn push(&self, piece: Piece) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push(piece);
+        self.queued.notify_one();
+    }
+
+    fn pop(&self) -> Option<Piece> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    /// True when a new piece would start at once instead of waiting for a running GET.
+    fn has_idle_slot(&self) -> bool {
+        let queued = self.queue.lock().unwrap_or_else(|e| e.into_inner()).len();
+        self.running.load(Ordering::SeqCst) + queued < self.concurrency
+    }
 }
 
 impl Downloader<'_> {
@@ -89,16 +130,20 @@ impl Downloader<'_> {
             .map(|(i, w)| self.open_slot(&partial, &format!("{run}-{i}"), w.file))
             .collect::<Result<Vec<_>>>()?;
 
-        let mut chunks: Vec<(usize, Range<u64>)> = Vec::new();
-        for (i, w) in wanted.iter().enumerate() {
-            let mut start = 0;
-            while start < w.file.size {
-                let end = (start + self.chunk_size).min(w.file.size);
-                chunks.push((i, start..end));
-                start = end;
+        let work = Work {
+            queue: Mutex::new(Vec::new()),
+            running: AtomicUsize::new(0),
+            concurrency: self.concurrency,
+            queued: tokio::sync::Notify::new(),
+        };
+        // Popped from the back: the first files' first pieces start first.
+        for (i, w) in wanted.iter().enumerate().rev() {
+            let mut end = w.file.size;
+            while end > 0 {
+                let start = (end - 1) / self.chunk_size * self.chunk_size;
+                work.push(Piece { file: i, range: start..end });
+                end = start;
             }
-            let count = w.file.size.div_ceil(self.chunk_size) as usize;
-            slots[i].chunks_left.store(count, Ordering::SeqCst);
         }
         let total: u64 = wanted.iter().map(|w| w.file.size).sum();
         let received = AtomicU64::new(0);
@@ -111,27 +156,40 @@ impl Downloader<'_> {
                 results[i] = Some(finish(vdir, &slots[i], w.file, w.sha256.as_deref()).await?);
             }
         }
-        let finished: Vec<(usize, Fetched)> = futures::stream::iter(chunks)
-            .map(|(i, range)| {
-                let (slots, received, progress) = (&slots, &received, &progress);
-                async move {
-                    let w = &wanted[i];
-                    let n = self.fetch_range(&slots[i], w.file, range).await?;
-                    progress.add(received.fetch_add(n, Ordering::Relaxed) + n);
-                    if slots[i].chunks_left.fetch_sub(1, Ordering::SeqCst) == 1 {
-                        let done = finish(vdir, &slots[i], w.file, w.sha256.as_deref()).await?;
-                        return Ok(Some((i, done)));
-                    }
-                    Ok::<_, Error>(None)
+        let get = |piece: Piece| {
+            let (slots, work, received, progress) = (&slots, &work, &received, &progress);
+            async move {
+                let (i, w) = (piece.file, &wanted[piece.file]);
+                let n = self.fetch_range(&slots[i], w.file, piece, work).await?;
+                progress.add(received.fetch_add(n, Ordering::Relaxed) + n);
+                if slots[i].bytes_left.fetch_sub(n, Ordering::SeqCst) == n {
+                    let done = finish(vdir, &slots[i], w.file, w.sha256.as_deref()).await?;
+                    return Ok(Some((i, done)));
                 }
-            })
-            .buffer_unordered(self.concurrency)
-            .try_filter_map(|x| async move { Ok(x) })
-            .try_collect()
-            .await?;
-        for (i, done) in finished {
-            results[i] = Some(done);
+                Ok::<_, Error>(None)
+            }
+        };
+        let mut running = futures::stream::FuturesUnordered::new();
+        loop {
+            while running.len() < self.concurrency {
+                let Some(piece) = work.pop() else { break };
+                running.push(get(piece));
+            }
+            work.running.store(running.len(), Ordering::SeqCst);
+            if running.is_empty() {
+                break;
+            }
+            // A GET that splits queues its second half: start it at once.
+            tokio::select! {
+                done = running.next() => {
+                    if let Some((i, fetched)) = done.expect("running is not empty")? {
+                        results[i] = Some(fetched);
+                    }
+                }
+                _ = work.queued.notified() => {}
+            }
         }
+        drop(running);
         sync_parents(vdir, wanted)?;
         let _ = fs::remove_dir(&partial);
         let results = results
@@ -156,13 +214,15 @@ impl Downloader<'_> {
             part,
             file: Arc::new(f),
             hash: Arc::new(FileHash::new(tokio::runtime::Handle::current())),
-            chunks_left: AtomicUsize::new(0),
+            bytes_left: AtomicU64::new(file.size),
         })
     }
 
     /// One ranged GET, pinned to the listed ETag/version so that a file replaced mid-download
-    /// fails instead of mixing two versions.
-    async fn fetch_range(&self, slot: &Slot, file: &RemoteFile, range: Range<u64>) -> Result<u64> {
+    /// fails instead of mixing two versions. Returns the bytes written: the piece's, less the
+    /// tail it handed to another GET when it split.
+    async fn fetch_range(&self, slot: &Slot, file: &RemoteFile, piece: Piece, work: &Work) -> Result<u64> {
+        let range = piece.range;
         let options = GetOptions {
             range: Some(GetRange::Bounded(range.clone())),
             if_match: file.etag.clone(),
@@ -182,32 +242,80 @@ impl Downloader<'_> {
         }
         let mut body = got.into_stream();
         let mut offset = range.start;
+        // Where this GET stops writing: moves down when it splits. The server's bytes past it
+        // are not read; dropping the body closes the connection.
+        let mut end = range.end;
+        let mut first_byte = None;
         let mut pending: Vec<Bytes> = Vec::new();
         let mut pending_len = 0;
-        while let Some(piece) = body
-            .try_next()
-            .await
-            .map_err(|e| Error::store(self.uri, e))?
-        {
-            pending_len += piece.len();
-            pending.push(piece);
+        while offset + (pending_len as u64) < end {
+            let Some(bytes) = body.try_next().await.map_err(|e| Error::store(self.uri, e))? else {
+                break;
+            };
+            let since = *first_byte.get_or_insert_with(Instant::now);
+            pending_len += bytes.len();
+            pending.push(bytes);
             if pending_len >= WRITE_BLOCK {
-                offset = write_at(slot, offset, std::mem::take(&mut pending)).await?;
+                let block = take_upto(&mut pending, end - offset);
+                offset = write_at(slot, offset, block).await?;
                 pending_len = 0;
+                let measured = (offset - range.start, since.elapsed());
+                let idle = || work.has_idle_slot();
+                if let Some(mid) = split_point(offset..end, measured, self.split_after, idle) {
+                    work.push(Piece { file: piece.file, range: mid..end });
+                    end = mid;
+                }
             }
         }
-        offset = write_at(slot, offset, pending).await?;
-        if offset != range.end {
+        offset = write_at(slot, offset, take_upto(&mut pending, end - offset)).await?;
+        if offset != end {
             return Err(Error::Unreachable {
                 uri: self.uri.to_string(),
-                detail: format!(
-                    "{}: body ended at {offset}, expected {}",
-                    file.name, range.end
-                ),
+                detail: format!("{}: body ended at {offset}, expected {end}", file.name),
             });
         }
-        Ok(range.end - range.start)
+        Ok(end - range.start)
     }
+}
+
+/// Smallest piece a GET hands off: below it, a request's own latency is most of its time.
+const MIN_PIECE: u64 = 4 << 20;
+/// A rate read over less time than this is noise (one scheduling hiccup).
+const MEASURE_FOR: Duration = Duration::from_millis(50);
+
+/// Where a GET that has `rest` left to write should stop and hand the remainder to a new GET,
+/// if anywhere: when, at the rate it has received so far (`measured`: bytes over the time
+/// since its first byte), the rest would take longer than `split_after`, each half is at least
+/// [`MIN_PIECE`], and a request slot is `idle`. The split is in the middle of the rest.
+fn split_point(
+    rest: Range<u64>,
+    (bytes, time): (u64, Duration),
+    split_after: Option<Duration>,
+    idle: impl FnOnce() -> bool,
+) -> Option<u64> {
+    let split_after = split_after?;
+    let left = rest.end - rest.start;
+    if time < MEASURE_FOR || left < 2 * MIN_PIECE {
+        return None;
+    }
+    let rate = bytes as f64 / time.as_secs_f64();
+    let slow = left as f64 > rate * split_after.as_secs_f64();
+    (slow && idle()).then(|| rest.start + left / 2)
+}
+
+/// Takes the first `limit` bytes of `pieces` (all of them if fewer), leaving `pieces` empty.
+fn take_upto(pieces: &mut Vec<Bytes>, limit: u64) -> Vec<Bytes> {
+    let mut left = limit as usize;
+    let mut kept = Vec::with_capacity(pieces.len());
+    for mut p in pieces.drain(..) {
+        if left == 0 {
+            break;
+        }
+        p.truncate(left);
+        left -= p.len();
+        kept.push(p);
+    }
+    kept
 }
 
 /// Writes one block at `offset`, starts its writeback and records it for the file's hash.
@@ -619,6 +727,38 @@ mod tests {
         assert!(hash.lock().failed());
         assert_eq!(hash.finish(&file, 10_000).unwrap(), hex_sha256(&data));
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A GET splits only when it has measured long enough, its rest is slow at that rate,
+    /// both halves are worth a request, and a slot is idle; then in the middle of its rest.
+    #[test]
+    fn split_point_needs_a_slow_rest_an_idle_slot_and_two_pieces() {
+        const MB: u64 = 1 << 20;
+        let after = Some(Duration::from_millis(250));
+        let ms = Duration::from_millis;
+        let at = |rest, measured, idle| split_point(rest, measured, after, || idle);
+        // 10 MB/s so far, 40 MB left: 4 s > 0.25 s.
+        assert_eq!(at(10 * MB..50 * MB, (MB, ms(100)), true), Some(30 * MB));
+        assert_eq!(at(10 * MB..50 * MB, (MB, ms(100)), false), None, "no idle slot");
+        assert_eq!(at(10 * MB..50 * MB, (MB, ms(10)), true), None, "measured too briefly");
+        assert_eq!(at(10 * MB..17 * MB, (MB, ms(100)), true), None, "halves under MIN_PIECE");
+        assert_eq!(split_point(10 * MB..50 * MB, (MB, ms(100)), None, || true), None, "off");
+        // 1 GB/s so far: 40 MB left is 40 ms, not worth another GET.
+        assert_eq!(at(10 * MB..50 * MB, (100 * MB, ms(100)), true), None);
+        // Exactly at the threshold is not slow.
+        assert_eq!(at(0..25 * MB, (10 * MB, ms(100)), true), None);
+        assert!(at(0..25 * MB + 1, (10 * MB, ms(100)), true).is_some());
+    }
+
+    #[test]
+    fn take_upto_cuts_the_pieces_at_the_limit() {
+        let pieces = || vec![Bytes::from_static(b"abc"), Bytes::from_static(b"defg"), Bytes::from_static(b"h")];
+        let joined = |v: Vec<Bytes>| v.concat();
+        for (limit, want) in [(0, &b""[..]), (2, b"ab"), (3, b"abc"), (5, b"abcde"), (8, b"abcdefgh"), (99, b"abcdefgh")] {
+            let mut p = pieces();
+            assert_eq!(joined(take_upto(&mut p, limit)), want, "limit {limit}");
+            assert!(p.is_empty());
+        }
     }
 
     use crate::hash::tests::Rng;

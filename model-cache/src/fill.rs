@@ -43,6 +43,7 @@ impl Inner {
             uri: &remote.given,
             chunk_size: self.config.chunk_size(),
             concurrency: self.config.concurrency(),
+            split_after: self.config.split_after,
         };
         let mut records: HashMap<String, FileRecord> = HashMap::new();
         let mut received = 0;

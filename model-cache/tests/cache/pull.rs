@@ -56,6 +56,43 @@ async fn cold_pull_then_warm_hit_fetches_no_model_file() {
     assert_same_files(&warm.path, &files);
 }
 
+/// A store that streams slowly: a file asked for in one GET is split into several GETs
+/// (the slots are idle and the rest would take seconds), and arrives whole and verified. A
+/// store fast for what is left keeps one GET per file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_get_splits_its_rest_across_idle_slots() {
+    let moto = moto::shared();
+    moto.create_bucket("split");
+    let files = synthetic_model(24 * MIB, 4);
+    upload(moto, "split", "m", &files, true).await;
+    let proxy = Proxy::start(moto.port).await;
+    // Per connection: one stream would need 6 s.
+    proxy.set_throttle(4 * MIB as u64);
+    let dir = TempDir::new("split");
+    let mut cfg = config(dir.path(), &proxy.endpoint());
+    cfg.chunk_size = 64 * MIB as u64;
+    cfg.split_after = Some(std::time::Duration::from_millis(250));
+
+    let got = ModelCache::new(cfg.clone()).unwrap().ensure("s3://split/m/").await.unwrap();
+    assert_same_files(&got.path, &files);
+    let gets = proxy.object_gets("/split/m/model.bin");
+    assert!(gets.len() >= 3, "split into several GETs: {gets:?}");
+    let starts: Vec<&str> = gets.iter().filter_map(|g| g.range.as_deref()).collect();
+    assert!(starts.iter().any(|r| r.starts_with("bytes=0-")), "{gets:?}");
+    assert!(proxy.max_open() >= 3, "the pieces ran at once");
+    drop(got);
+
+    // Unthrottled, with a threshold no local GET reaches: one GET per file.
+    proxy.set_throttle(0);
+    proxy.clear();
+    let dir = TempDir::new("split-fast");
+    cfg.cache_dir = dir.path().to_path_buf();
+    cfg.split_after = Some(std::time::Duration::from_secs(30));
+    let got = ModelCache::new(cfg).unwrap().ensure("s3://split/m/").await.unwrap();
+    assert_same_files(&got.path, &files);
+    assert_eq!(proxy.object_gets("/split/m/model.bin").len(), 1, "{:?}", proxy.requests());
+}
+
 /// The real fixture model (Whisper tiny.en), when `TINGXIE_TEST_MODEL_DIR` points at it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixture_model_cold_pull_then_warm_hit() {
