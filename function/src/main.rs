@@ -74,6 +74,7 @@ struct TranscribeArgs {
 }
 
 fn main() -> ExitCode {
+    tingxie::startup::keep_freed_memory();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(config) => tingxie::server::serve(config),

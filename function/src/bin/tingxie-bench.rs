@@ -208,6 +208,7 @@ fn parity(model: &Path, fixtures: &Path, device: &str, mode: &str, files: Vec<St
 }
 
 fn main() -> std::process::ExitCode {
+    tingxie::startup::keep_freed_memory();
     let cli = Cli::parse();
     match cli.command {
         Cmd::Versus { threads, python, reps } => versus(&cli.model, &cli.fixtures, threads, &python, reps.max(1)),
