@@ -80,3 +80,39 @@ fn encoder_matches_ctranslate2() {
     let diff = max_abs_diff(&encoded[..150 * 384], &reference);
     assert!(diff < 1e-3, "max |encoder - reference| = {diff}");
 }
+
+/// The tokenizer decodes without building the BPE merges; its text is the `tokenizers` crate's,
+/// token by token over the whole text vocabulary and for sequences that split characters.
+#[test]
+fn decoding_matches_the_tokenizers_crate() {
+    use tingxie::whisper::tokenizer::WhisperTokenizer;
+    let dir = common::model_dir();
+    let ours = WhisperTokenizer::load(&dir, 51864).unwrap();
+    let reference = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    let eot = ours.specials.eot;
+    assert_eq!(eot, 50256);
+    for id in 0..eot {
+        assert_eq!(ours.decode(&[id]), reference.decode(&[id], false).unwrap(), "token {id}");
+    }
+    let mut seed = 7u64;
+    for len in [2usize, 3, 5, 17, 64] {
+        for _ in 0..200 {
+            let ids: Vec<u32> = (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    ((seed >> 33) % eot as u64) as u32
+                })
+                .collect();
+            assert_eq!(ours.decode(&ids), reference.decode(&ids, false).unwrap(), "{ids:?}");
+        }
+    }
+    // Specials and timestamps are left out; a prompt still encodes (the full tokenizer, built now).
+    let text = ours.encode(" Hello world").unwrap();
+    assert_eq!(text, reference.encode(" Hello world", false).unwrap().get_ids());
+    let mut with_specials = vec![ours.specials.sot, ours.specials.no_timestamps];
+    with_specials.extend(&text);
+    with_specials.extend([ours.specials.timestamp_begin + 3, eot]);
+    assert_eq!(ours.decode(&with_specials), " Hello world");
+    assert_eq!(ours.language_token("en"), reference.token_to_id("<|en|>"));
+    assert_eq!(ours.specials.no_speech, reference.token_to_id("<|nocaptions|>").or(reference.token_to_id("<|nospeech|>")).unwrap());
+}

@@ -2,7 +2,9 @@
 //! Timestamp tokens are not in `tokenizer.json`; they follow `<|notimestamps|>` up to the end
 //! of the model's vocabulary.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 
@@ -43,22 +45,55 @@ impl SpecialTokens {
 }
 
 pub struct WhisperTokenizer {
-    inner: tokenizers::Tokenizer,
+    /// The bytes each vocabulary token stands for, by id.
+    bytes: Vec<Vec<u8>>,
+    /// The full BPE tokenizer, built on the first [`WhisperTokenizer::encode`] (a prompt): its
+    /// ~50,000 merges take ~100 ms to build, a cold start's worth, and decoding needs none.
+    encoder: OnceLock<std::result::Result<tokenizers::Tokenizer, String>>,
+    path: PathBuf,
     pub specials: SpecialTokens,
     /// Language codes (`en`, `zh`, ...) with their token ids, in vocabulary order.
     pub languages: Vec<(String, u32)>,
+}
+
+/// The parts of `tokenizer.json` decoding needs (the merges are skipped).
+#[derive(serde::Deserialize)]
+struct TokenizerFile {
+    model: VocabOnly,
+    #[serde(default)]
+    added_tokens: Vec<AddedToken>,
+}
+
+#[derive(serde::Deserialize)]
+struct VocabOnly {
+    vocab: HashMap<String, u32>,
+}
+
+#[derive(serde::Deserialize)]
+struct AddedToken {
+    id: u32,
+    content: String,
 }
 
 impl WhisperTokenizer {
     /// Loads `dir/tokenizer.json` for a model whose vocabulary has `n_vocab` entries.
     pub fn load(dir: &Path, n_vocab: usize) -> Result<Self> {
         let path = dir.join("tokenizer.json");
-        let inner = tokenizers::Tokenizer::from_file(&path)
-            .map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let file: TokenizerFile =
+            serde_json::from_slice(&text).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+        let mut tokens: Vec<Option<String>> = Vec::new();
+        let mut by_name = file.model.vocab;
+        by_name.extend(file.added_tokens.into_iter().map(|t| (t.content, t.id)));
+        for (token, &id) in &by_name {
+            let id = id as usize;
+            if id >= tokens.len() {
+                tokens.resize(id + 1, None);
+            }
+            tokens[id] = Some(token.clone());
+        }
         let id = |name: &str| {
-            inner
-                .token_to_id(name)
-                .ok_or_else(|| Error::Model(format!("{}: no token {name}", path.display())))
+            by_name.get(name).copied().ok_or_else(|| Error::Model(format!("{}: no token {name}", path.display())))
         };
         let no_timestamps = id("<|notimestamps|>")?;
         let no_speech = id("<|nospeech|>").or_else(|_| id("<|nocaptions|>"))?;
@@ -76,28 +111,36 @@ impl WhisperTokenizer {
         // Language tokens sit between <|startoftranscript|> and <|translate|>.
         let languages = (specials.sot + 1..specials.translate)
             .filter_map(|id| {
-                let token = inner.id_to_token(id)?;
+                let token = tokens.get(id as usize)?.as_deref()?;
                 let code = token.strip_prefix("<|")?.strip_suffix("|>")?;
                 Some((code.to_string(), id))
             })
             .collect();
-        Ok(WhisperTokenizer { inner, specials, languages })
+        let bytes = tokens.iter().map(|t| t.as_deref().map(token_bytes).unwrap_or_default()).collect();
+        Ok(WhisperTokenizer { bytes, encoder: OnceLock::new(), path, specials, languages })
     }
 
     pub fn is_timestamp(&self, id: u32) -> bool {
         id >= self.specials.timestamp_begin
     }
 
-    /// Text of the text tokens among `ids` (special and timestamp tokens are left out).
+    /// Text of the text tokens among `ids` (special and timestamp tokens are left out), as the
+    /// byte-level decoder of `tokenizer.json` gives it: the tokens' bytes, invalid UTF-8 replaced.
     pub fn decode(&self, ids: &[u32]) -> String {
-        let text: Vec<u32> = ids.iter().copied().filter(|&id| id < self.specials.eot).collect();
-        self.inner.decode(&text, false).unwrap_or_default()
+        let eot = self.specials.eot;
+        let bytes: Vec<u8> =
+            ids.iter().filter(|&&id| id < eot).filter_map(|&id| self.bytes.get(id as usize)).flatten().copied().collect();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 
     /// Token ids of `text`, without special tokens.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .inner
+        let encoder = self
+            .encoder
+            .get_or_init(|| tokenizers::Tokenizer::from_file(&self.path).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| Error::Model(format!("{}: {e}", self.path.display())))?;
+        let encoding = encoder
             .encode(text, false)
             .map_err(|e| Error::InvalidArgument { field: "prompt", reason: e.to_string() })?;
         Ok(encoding.get_ids().to_vec())
@@ -109,5 +152,51 @@ impl WhisperTokenizer {
 
     pub fn language_code(&self, token: u32) -> Option<&str> {
         self.languages.iter().find(|&&(_, id)| id == token).map(|(c, _)| c.as_str())
+    }
+}
+
+/// The bytes a byte-level BPE token stands for. GPT-2 writes each byte as a printable
+/// character: bytes `!`..=`~`, `¡`..=`¬` and `®`..=`ÿ` as themselves, the other 68 as U+0100
+/// onwards in byte order. A token with a character outside that table is taken as its own
+/// UTF-8, as the `tokenizers` crate's decoder does.
+fn token_bytes(token: &str) -> Vec<u8> {
+    const fn printable(b: u8) -> bool {
+        matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF)
+    }
+    /// The 68 other bytes, in order: U+0100 + i stands for `SHIFTED[i]`.
+    const SHIFTED: [u8; 68] = {
+        let (mut table, mut n, mut b) = ([0u8; 68], 0, 0usize);
+        while b < 256 {
+            if !printable(b as u8) {
+                table[n] = b as u8;
+                n += 1;
+            }
+            b += 1;
+        }
+        table
+    };
+    let byte_of = |c: char| -> Option<u8> {
+        let code = c as u32;
+        if code < 0x100 && printable(code as u8) {
+            return Some(code as u8);
+        }
+        SHIFTED.get(code.checked_sub(0x100)? as usize).copied()
+    };
+    token.chars().map(byte_of).collect::<Option<Vec<u8>>>().unwrap_or_else(|| token.as_bytes().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_bytes;
+
+    #[test]
+    fn byte_level_characters_map_back_to_bytes() {
+        assert_eq!(token_bytes("Hello"), b"Hello");
+        assert_eq!(token_bytes("\u{120}world"), b" world"); // Ġ: the space
+        assert_eq!(token_bytes("\u{10a}"), b"\n"); // Ċ
+        assert_eq!(token_bytes("\u{100}"), [0u8]);
+        assert_eq!(token_bytes("\u{143}"), [0xADu8]); // the last of the 68
+        assert_eq!(token_bytes("\u{c3}\u{a9}"), [0xC3u8, 0xA9]); // é in two byte characters
+        assert_eq!(token_bytes("\u{144}x"), "\u{144}x".as_bytes(), "outside the table: its UTF-8");
     }
 }

@@ -5,7 +5,7 @@
 //! them, and reading `[out, in]` rows directly means nothing is widened or transposed at load.
 //! gemm, built for large products, also re-packs the whole weight on every call. Here each
 //! task takes a tile of weight rows, widens each 8 weights in registers (F16C) and multiplies
-//! them into four input rows at a time.
+//! them into up to five input rows at a time.
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -16,8 +16,9 @@ use crate::whisper::weights::TensorSource;
 
 /// Weight rows per rayon task.
 const TILE: usize = 64;
-/// Input rows sharing one pass over a weight row (their accumulators fit the 16 AVX registers).
-const GROUP: usize = 4;
+/// Input rows sharing one pass over a weight row: a beam of 5 is one group (10 accumulators, 2
+/// weight vectors and an input vector: 13 of the 16 AVX registers).
+const GROUP: usize = 5;
 
 /// `[out, in]` weight rows in host memory.
 #[derive(Debug)]
@@ -162,6 +163,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dots(w: Weights, x: &[f32], out: &mut [f32]) {
         match out.len() {
+            5 => dots_n::<5>(w, x, out),
             4 => dots_n::<4>(w, x, out),
             3 => dots_n::<3>(w, x, out),
             2 => dots_n::<2>(w, x, out),
