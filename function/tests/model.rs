@@ -116,3 +116,19 @@ fn decoding_matches_the_tokenizers_crate() {
     assert_eq!(ours.language_token("en"), reference.token_to_id("<|en|>"));
     assert_eq!(ours.specials.no_speech, reference.token_to_id("<|nocaptions|>").or(reference.token_to_id("<|nospeech|>")).unwrap());
 }
+
+/// f16 weights are read in the mapped file (the embedding sits at an odd offset), outlive the
+/// reader, and equal their widened values.
+#[test]
+fn f16_weights_are_read_in_place() {
+    use tingxie::whisper::weights::F16Rows;
+    let source = weights::open(&common::model_dir()).unwrap();
+    let name = "decoder/embeddings/weight";
+    let rows = source.tensor_f16(name, &[51864, 384]).unwrap().expect("tiny.en stores f16");
+    assert!(matches!(rows, F16Rows::Mapped { .. }), "{rows:?}");
+    let widened = source.tensor(name, &[51864, 384]).unwrap().data;
+    drop(source);
+    assert_eq!(rows.values(), widened.len());
+    let halves = rows.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]));
+    assert!(halves.zip(&widened).all(|(h, &f)| h.to_f32() == f));
+}

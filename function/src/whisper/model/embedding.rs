@@ -79,7 +79,7 @@ mod tests {
     #[test]
     fn embedding_rows_are_the_table_rows() {
         let d = 8;
-        let table = HostMatrix::F16 { rows: (0..4 * d).map(|i| half::f16::from_f32(i as f32)).collect(), cols: d };
+        let table = HostMatrix::F16 { rows: (0..4 * d).map(|i| half::f16::from_f32(i as f32)).collect::<Vec<_>>().into(), cols: d };
         let embedding = TokenEmbedding::<burn::backend::Flex>::Host(Arc::new(table));
         let out = embedding.embed(&[3, 0, 2, 2], 2, &Default::default());
         assert_eq!(out.dims(), [2, 2, d]);

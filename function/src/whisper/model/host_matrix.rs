@@ -8,11 +8,10 @@
 //! them into up to five input rows at a time.
 
 use half::f16;
-use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::whisper::weights::TensorSource;
+use crate::whisper::weights::{F16Rows, TensorSource};
 
 /// Weight rows per rayon task.
 const TILE: usize = 64;
@@ -23,7 +22,7 @@ const GROUP: usize = 5;
 /// `[out, in]` weight rows in host memory.
 #[derive(Debug)]
 pub enum HostMatrix {
-    F16 { rows: Vec<f16>, cols: usize },
+    F16 { rows: F16Rows, cols: usize },
     F32 { rows: Vec<f32>, cols: usize },
 }
 
@@ -46,7 +45,7 @@ impl HostMatrix {
     /// Output width (`out`): the number of weight rows.
     pub fn rows(&self) -> usize {
         match self {
-            HostMatrix::F16 { rows, cols } => rows.len() / cols,
+            HostMatrix::F16 { rows, cols } => rows.values() / cols,
             HostMatrix::F32 { rows, cols } => rows.len() / cols,
         }
     }
@@ -56,7 +55,10 @@ impl HostMatrix {
         let cols = self.cols();
         let range = first * cols..(first + count) * cols;
         match self {
-            HostMatrix::F16 { rows, .. } => rows[range].convert_to_f32_slice(out),
+            HostMatrix::F16 { rows, .. } => {
+                let bytes = rows[2 * range.start..2 * range.end].chunks_exact(2);
+                out.iter_mut().zip(bytes).for_each(|(o, b)| *o = f16::from_le_bytes([b[0], b[1]]).to_f32());
+            }
             HostMatrix::F32 { rows, .. } => out.copy_from_slice(&rows[range]),
         }
     }
@@ -72,7 +74,7 @@ impl HostMatrix {
             for (j, out) in block.chunks_exact_mut(n).enumerate() {
                 let row = (tile * TILE + j) * cols..(tile * TILE + j + 1) * cols;
                 let w = match self {
-                    HostMatrix::F16 { rows, .. } => Weights::F16(&rows[row]),
+                    HostMatrix::F16 { rows, .. } => Weights::F16(&rows[2 * row.start..2 * row.end]),
                     HostMatrix::F32 { rows, .. } => Weights::F32(&rows[row]),
                 };
                 for (group, out) in x.chunks(GROUP * cols).zip(out.chunks_mut(GROUP)) {
@@ -122,24 +124,24 @@ impl Kernel {
     }
 }
 
-/// One weight row, as stored.
+/// One weight row, as stored (f16 as its little-endian bytes, at any alignment).
 #[derive(Clone, Copy)]
 enum Weights<'a> {
-    F16(&'a [f16]),
+    F16(&'a [u8]),
     F32(&'a [f32]),
 }
 
 impl Weights<'_> {
     fn len(self) -> usize {
         match self {
-            Weights::F16(w) => w.len(),
+            Weights::F16(w) => w.len() / 2,
             Weights::F32(w) => w.len(),
         }
     }
 
     fn get(self, c: usize) -> f32 {
         match self {
-            Weights::F16(w) => w[c].to_f32(),
+            Weights::F16(w) => f16::from_le_bytes([w[2 * c], w[2 * c + 1]]).to_f32(),
             Weights::F32(w) => w[c],
         }
     }
@@ -154,7 +156,7 @@ mod avx2 {
     #[inline(always)]
     unsafe fn load8(w: Weights, c: usize) -> __m256 {
         match w {
-            Weights::F16(w) => _mm256_cvtph_ps(_mm_loadu_si128(w.as_ptr().add(c).cast())),
+            Weights::F16(w) => _mm256_cvtph_ps(_mm_loadu_si128(w.as_ptr().add(2 * c).cast())),
             Weights::F32(w) => _mm256_loadu_ps(w.as_ptr().add(c)),
         }
     }
@@ -221,7 +223,7 @@ mod tests {
             for n in [1, 3, 4, 5, 9] {
                 let x = values(n * cols, 7 + n as u32);
                 for (matrix, reference) in [
-                    (HostMatrix::F16 { rows: halves.clone(), cols }, &widened),
+                    (HostMatrix::F16 { rows: halves.clone().into(), cols }, &widened),
                     (HostMatrix::F32 { rows: weights.clone(), cols }, &weights),
                 ] {
                     let got = matrix.product(&x, Some(&bias));

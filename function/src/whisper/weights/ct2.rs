@@ -6,9 +6,10 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 
-use super::{check_shape, map_file, missing, HostTensor, TensorSource};
+use super::{check_shape, map_file, missing, F16Rows, HostTensor, TensorSource};
 use crate::error::{Error, Result};
 use crate::whisper::config::WhisperConfig;
 
@@ -54,7 +55,7 @@ struct Variable {
 
 pub struct Ct2Checkpoint {
     path: PathBuf,
-    map: memmap2::Mmap,
+    map: Arc<memmap2::Mmap>,
     variables: HashMap<String, Variable>,
     config: WhisperConfig,
 }
@@ -92,7 +93,7 @@ impl<'a> Cursor<'a> {
 
 impl Ct2Checkpoint {
     pub fn open(path: &Path) -> Result<Self> {
-        let map = map_file(path)?;
+        let map = Arc::new(map_file(path)?);
         let variables = parse(&map)?;
         let mut checkpoint = Ct2Checkpoint {
             path: path.to_path_buf(),
@@ -254,23 +255,13 @@ impl TensorSource for Ct2Checkpoint {
         Ok(HostTensor { shape: var.shape.clone(), data })
     }
 
-    fn tensor_f16(&self, name: &str, shape: &[usize]) -> Result<Option<Vec<half::f16>>> {
-        let (var, bytes) = self.stored(name, shape)?;
+    fn tensor_f16(&self, name: &str, shape: &[usize]) -> Result<Option<F16Rows>> {
+        let (var, _) = self.stored(name, shape)?;
         if var.dtype != DType::F16 || cfg!(target_endian = "big") {
             return Ok(None);
         }
-        let mut halves = vec![half::f16::ZERO; var.len / 2];
-        // Copied as bytes: the file may place the tensor at an odd offset.
-        let dst: &mut [u8] = halves_as_bytes(&mut halves);
-        dst.copy_from_slice(bytes);
-        Ok(Some(halves))
+        Ok(Some(F16Rows::mapped(&self.map, var.offset, var.len)))
     }
-}
-
-/// The bytes of `halves` (every bit pattern is a valid f16).
-fn halves_as_bytes(halves: &mut [half::f16]) -> &mut [u8] {
-    // SAFETY: f16 is 2 plain bytes with no invalid patterns; the length covers the same memory.
-    unsafe { std::slice::from_raw_parts_mut(halves.as_mut_ptr().cast::<u8>(), halves.len() * 2) }
 }
 
 impl Ct2Checkpoint {

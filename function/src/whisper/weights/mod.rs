@@ -6,6 +6,7 @@ mod hf;
 mod names;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::whisper::config::WhisperConfig;
@@ -63,8 +64,54 @@ pub trait TensorSource: Sync {
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<HostTensor>;
     /// The tensor's values as stored, when the checkpoint stores them as f16 (`None` otherwise,
     /// or when the format does not say so cheaply): the CPU kernels read f16 directly.
-    fn tensor_f16(&self, _name: &str, _shape: &[usize]) -> Result<Option<Vec<half::f16>>> {
+    fn tensor_f16(&self, _name: &str, _shape: &[usize]) -> Result<Option<F16Rows>> {
         Ok(None)
+    }
+}
+
+/// f16 values as the checkpoint stores them, as their little-endian bytes: in the mapped file
+/// itself (no copy, and no page of their own: the page cache's pages are shared), or owned.
+/// Bytes, not `[f16]`: a CTranslate2 file may place a tensor at an odd offset.
+pub enum F16Rows {
+    Owned(Vec<u8>),
+    /// `len` bytes at `offset` of `map`.
+    Mapped { map: Arc<memmap2::Mmap>, offset: usize, len: usize },
+}
+
+impl F16Rows {
+    /// The values whose bytes are `offset..offset + len` of `map`, read in place.
+    fn mapped(map: &Arc<memmap2::Mmap>, offset: usize, len: usize) -> Self {
+        assert!(offset + len <= map.len() && len % 2 == 0, "f16 rows outside the map");
+        F16Rows::Mapped { map: map.clone(), offset, len }
+    }
+
+    /// Number of values.
+    pub fn values(&self) -> usize {
+        self.len() / 2
+    }
+}
+
+impl std::ops::Deref for F16Rows {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            F16Rows::Owned(bytes) => bytes,
+            F16Rows::Mapped { map, offset, len } => &map[*offset..*offset + *len],
+        }
+    }
+}
+
+impl From<Vec<half::f16>> for F16Rows {
+    fn from(values: Vec<half::f16>) -> Self {
+        F16Rows::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+}
+
+impl std::fmt::Debug for F16Rows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if matches!(self, F16Rows::Mapped { .. }) { "mapped" } else { "owned" };
+        write!(f, "F16Rows({kind}, {} values)", self.values())
     }
 }
 
@@ -139,4 +186,26 @@ fn check_shape(name: &str, expected: &[usize], found: &[usize]) -> Result<()> {
 
 fn missing(name: &str, file: &PathBuf) -> Error {
     Error::Model(format!("tensor `{name}` missing from {}", file.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values are read in the map at any offset, even an odd one.
+    #[test]
+    fn f16_rows_are_read_in_place_at_any_offset() {
+        let values: Vec<half::f16> = (0..100).map(|i| half::f16::from_f32(i as f32 / 8.0 - 3.0)).collect();
+        let path = std::env::temp_dir().join(format!("tingxie-f16rows-{}", std::process::id()));
+        for pad in [0usize, 1, 2, 3] {
+            let mut bytes = vec![0xAAu8; pad];
+            bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+            std::fs::write(&path, &bytes).unwrap();
+            let map = Arc::new(map_file(&path).unwrap());
+            let rows = F16Rows::mapped(&map, pad, 2 * values.len());
+            assert_eq!(rows.values(), values.len());
+            assert_eq!(&rows[..], &F16Rows::from(values.clone())[..], "pad {pad}");
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
 }
