@@ -128,7 +128,9 @@ fn is_transport(err: &(dyn std::error::Error + 'static)) -> bool {
     while let Some(e) = cur {
         if let Some(http) = e.downcast_ref::<object_store::client::HttpError>() {
             use object_store::client::HttpErrorKind as K;
-            return !matches!(http.kind(), K::Unknown);
+            if !matches!(http.kind(), K::Unknown) {
+                return true;
+            }
         }
         if let Some(ioe) = e.downcast_ref::<io::Error>() {
             use io::ErrorKind as K;
@@ -146,11 +148,39 @@ fn is_transport(err: &(dyn std::error::Error + 'static)) -> bool {
             }
         }
         // object_store keeps the status code inside a private type; its message is stable.
+        // "error sending request" is reqwest's word for a request that never got an answer
+        // (object_store leaves some such, e.g. a pooled connection the server just closed, as
+        // `Unknown`): a store going down mid-download must read as down, not as a refusal.
         let msg = e.to_string();
-        if msg.contains("status code: 5") || msg.contains("error response: 5") {
+        if msg.contains("status code: 5") || msg.contains("error response: 5") || msg.contains("error sending request") {
             return true;
         }
         cur = e.source();
     }
     false
+}
+
+#[cfg(test)]
+mod transport_tests {
+    use super::*;
+    use object_store::client::{HttpError, HttpErrorKind};
+
+    fn generic(kind: HttpErrorKind, message: &str) -> object_store::Error {
+        let http = HttpError::new(kind, io::Error::other(message.to_string()));
+        object_store::Error::Generic { store: "S3", source: Box::new(http) }
+    }
+
+    /// A request the store never answered is a retryable outage, whatever kind object_store
+    /// gave it; an unknown failure with an answer is not.
+    #[test]
+    fn unanswered_requests_are_unreachable() {
+        let uri = "s3://b/m/";
+        for kind in [HttpErrorKind::Connect, HttpErrorKind::Request, HttpErrorKind::Interrupted] {
+            assert!(matches!(Error::store(uri, generic(kind, "x")), Error::Unreachable { .. }));
+        }
+        let unsent = generic(HttpErrorKind::Unknown, "error sending request for url (http://127.0.0.1:1/b/m/model.bin)");
+        assert!(matches!(Error::store(uri, unsent), Error::Unreachable { .. }));
+        let other = generic(HttpErrorKind::Unknown, "invalid header value");
+        assert!(matches!(Error::store(uri, other), Error::Store { .. }));
+    }
 }

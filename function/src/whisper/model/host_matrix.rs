@@ -220,7 +220,7 @@ mod tests {
             let halves: Vec<f16> = weights.iter().map(|&x| f16::from_f32(x)).collect();
             let widened: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
             let bias = values(out_width, 3);
-            for n in [1, 3, 4, 5, 9] {
+            for n in [1, 2, 3, 4, 5, 6, 9] {
                 let x = values(n * cols, 7 + n as u32);
                 for (matrix, reference) in [
                     (HostMatrix::F16 { rows: halves.clone().into(), cols }, &widened),
