@@ -171,7 +171,7 @@ impl Downloader<'_> {
         };
         let mut running = futures::stream::FuturesUnordered::new();
         loop {
-            while running.len() < self.concurrency {
+            while running.len() < work.concurrency {
                 let Some(piece) = work.pop() else { break };
                 running.push(get(piece));
             }

@@ -11,7 +11,7 @@ use half::f16;
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::whisper::weights::{F16Rows, TensorSource};
+use crate::whisper::weights::{f16_to_f32, F16Rows, TensorSource};
 
 /// Weight rows per rayon task.
 const TILE: usize = 64;
@@ -55,10 +55,7 @@ impl HostMatrix {
         let cols = self.cols();
         let range = first * cols..(first + count) * cols;
         match self {
-            HostMatrix::F16 { rows, .. } => {
-                let bytes = rows[2 * range.start..2 * range.end].chunks_exact(2);
-                out.iter_mut().zip(bytes).for_each(|(o, b)| *o = f16::from_le_bytes([b[0], b[1]]).to_f32());
-            }
+            HostMatrix::F16 { rows, .. } => f16_to_f32(&rows[2 * range.start..2 * range.end], out),
             HostMatrix::F32 { rows, .. } => out.copy_from_slice(&rows[range]),
         }
     }

@@ -247,8 +247,8 @@ impl TensorSource for Ct2Checkpoint {
         let (var, bytes) = self.stored(name, shape)?;
         let data: Vec<f32> = match var.dtype {
             DType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-            DType::F16 => super::f16_to_f32(bytes),
-            DType::BF16 => super::bf16_to_f32(bytes),
+            DType::F16 => super::widened(bytes, super::f16_to_f32),
+            DType::BF16 => super::widened(bytes, super::bf16_to_f32),
             DType::I8 | DType::I16 => self.dequantize(name, var, bytes)?,
             DType::I32 => return Err(Error::Model(format!("`{name}`: int32 is not a weight type"))),
         };

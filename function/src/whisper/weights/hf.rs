@@ -44,8 +44,8 @@ impl HfCheckpoint {
             .ok_or_else(|| Error::Model(format!("tensor `{name}`: data beyond the end of {}", self.path.display())))?;
         let data: Vec<f32> = match info.dtype {
             Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-            Dtype::F16 => super::f16_to_f32(bytes),
-            Dtype::BF16 => super::bf16_to_f32(bytes),
+            Dtype::F16 => super::widened(bytes, super::f16_to_f32),
+            Dtype::BF16 => super::widened(bytes, super::bf16_to_f32),
             other => return Err(Error::Model(format!("tensor `{name}`: unsupported dtype {other:?}"))),
         };
         Ok(HostTensor { shape: info.shape.clone(), data })

@@ -143,27 +143,39 @@ pub fn open(dir: &Path) -> Result<Box<dyn TensorSource>> {
 /// token embeddings was the longest step of model load.
 macro_rules! widen_16 {
     ($name:ident, $half:ty) => {
-        pub(crate) fn $name(bytes: &[u8]) -> Vec<f32> {
+        /// Little-endian `bytes` widened into `out` (as many values as both hold).
+        pub(crate) fn $name(bytes: &[u8], out: &mut [f32]) {
             use half::slice::HalfFloatSliceExt;
             use rayon::prelude::*;
             const CHUNK: usize = 1 << 16;
-            let mut out = vec![0.0f32; bytes.len() / 2];
+            let n = out.len().min(bytes.len() / 2);
+            let (bytes, out) = (&bytes[..2 * n], &mut out[..n]);
             // SAFETY: any bit pattern is a valid half; `align_to` only yields the aligned middle.
             let (head, halves, _) = unsafe { bytes.align_to::<$half>() };
             if head.is_empty() && cfg!(target_endian = "little") {
-                out.par_chunks_mut(CHUNK).zip(halves.par_chunks(CHUNK)).for_each(|(o, h)| h.convert_to_f32_slice(o));
+                if n <= CHUNK {
+                    halves.convert_to_f32_slice(out);
+                } else {
+                    out.par_chunks_mut(CHUNK).zip(halves.par_chunks(CHUNK)).for_each(|(o, h)| h.convert_to_f32_slice(o));
+                }
             } else {
                 // An odd offset in the file: widen pair by pair.
                 for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
                     *o = <$half>::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
                 }
             }
-            out
         }
     };
 }
 widen_16!(f16_to_f32, half::f16);
 widen_16!(bf16_to_f32, half::bf16);
+
+/// `bytes` widened by `widen` (one of the above) into a new vector.
+pub(crate) fn widened(bytes: &[u8], widen: fn(&[u8], &mut [f32])) -> Vec<f32> {
+    let mut out = vec![0.0f32; bytes.len() / 2];
+    widen(bytes, &mut out);
+    out
+}
 
 /// Maps `path` read-only. The map lives as long as the checkpoint reader.
 fn map_file(path: &Path) -> Result<memmap2::Mmap> {
