@@ -2,6 +2,27 @@
 //! once, generic over `FMA`, and built twice: baseline x86-64 (SSE2, no FMA, what the crate
 //! targets) and AVX2+FMA, picked at run time.
 
+/// The `FMA = true` build of the generic function `$f` (`#[inline(always)]`), compiled with
+/// AVX2+FMA enabled, as a `fn` pointer when the CPU has them; else the `FMA = false` build,
+/// baseline x86-64 (SSE2, 4 lanes, no FMA), which the crate targets.
+macro_rules! fma_build {
+    ($($f:ident)::+, fn($($a:ident: $t:ty),*) $(-> $r:ty)?) => {{
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2($($a: $t),*) $(-> $r)? {
+            $($f)::+::<true>($($a),*)
+        }
+        #[cfg(target_arch = "x86_64")]
+        let picked: Option<fn($($t),*) $(-> $r)?> = (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+            // SAFETY: the features were detected just above.
+            .then_some(|$($a),*| unsafe { avx2($($a),*) });
+        #[cfg(not(target_arch = "x86_64"))]
+        let picked: Option<fn($($t),*) $(-> $r)?> = None;
+        picked.unwrap_or($($f)::+::<false>)
+    }};
+}
+pub(crate) use fma_build;
+
 #[inline(always)]
 pub fn fma<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     // Without the fma feature `mul_add` is a libm call, so only use it in the FMA build.
@@ -40,16 +61,7 @@ pub fn exp<const FMA: bool>(x: f32) -> f32 {
 /// `Σ exp(x - shift)` over `values`, f32 exponentials summed in f32 lanes, then in f64: the
 /// softmax denominators of the decoding rules, over the whole vocabulary every step.
 pub fn sum_exp(values: &[f32], shift: f32) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(values: &[f32], shift: f32) -> f64 {
-            sum_exp_lanes::<true>(values, shift)
-        }
-        // SAFETY: the features were detected just above.
-        return unsafe { avx2(values, shift) };
-    }
-    sum_exp_lanes::<false>(values, shift)
+    fma_build!(sum_exp_lanes, fn(values: &[f32], shift: f32) -> f64)(values, shift)
 }
 
 const LANES: usize = 16;

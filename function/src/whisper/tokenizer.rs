@@ -66,7 +66,7 @@ struct TokenizerFile {
 
 #[derive(serde::Deserialize)]
 struct VocabOnly {
-    vocab: HashMap<String, u32>,
+    vocab: Vocab,
 }
 
 #[derive(serde::Deserialize)]
@@ -75,25 +75,94 @@ struct AddedToken {
     content: String,
 }
 
+/// `model.vocab` (token → id), read straight into each id's bytes: no map of 50,000 owned
+/// strings to build and drop at every start. Control tokens (`<|...|>`) are kept by name.
+#[derive(Default)]
+struct Vocab {
+    bytes: Vec<Vec<u8>>,
+    controls: HashMap<String, u32>,
+}
+
+impl Vocab {
+    fn insert(&mut self, token: &str, id: u32) {
+        let index = id as usize;
+        if index >= self.bytes.len() {
+            self.bytes.resize(index + 1, Vec::new());
+        }
+        self.bytes[index] = token_bytes(token);
+        if token.starts_with("<|") {
+            self.controls.insert(token.to_string(), id);
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Vocab {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Vocab;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of token to id")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Vocab, A::Error> {
+                let mut vocab = Vocab::default();
+                while let Some((Token(token), id)) = map.next_entry::<Token, u32>()? {
+                    vocab.insert(&token, id);
+                }
+                Ok(vocab)
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// A token as written in the file: borrowed from it unless it holds escapes.
+struct Token<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Token<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Token<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a token")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Token<'de>, E> {
+                Ok(Token(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Token<'de>, E> {
+                Ok(Token(v.to_string().into()))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
 impl WhisperTokenizer {
     /// Loads `dir/tokenizer.json` for a model whose vocabulary has `n_vocab` entries.
     pub fn load(dir: &Path, n_vocab: usize) -> Result<Self> {
+        Ok(Self::read(dir)?.with_vocab_size(n_vocab))
+    }
+
+    /// Sets where the timestamp tokens end: the model's last id (they are not in the file).
+    pub fn with_vocab_size(mut self, n_vocab: usize) -> Self {
+        self.specials.timestamp_end = n_vocab as u32 - 1;
+        self
+    }
+
+    /// Reads `dir/tokenizer.json`; timestamps end at the file's last id until
+    /// [`with_vocab_size`](Self::with_vocab_size) says where the model's do.
+    pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer.json");
         let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let file: TokenizerFile =
             serde_json::from_slice(&text).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
-        let mut tokens: Vec<Option<String>> = Vec::new();
-        let mut by_name = file.model.vocab;
-        by_name.extend(file.added_tokens.into_iter().map(|t| (t.content, t.id)));
-        for (token, &id) in &by_name {
-            let id = id as usize;
-            if id >= tokens.len() {
-                tokens.resize(id + 1, None);
-            }
-            tokens[id] = Some(token.clone());
+        let mut vocab = file.model.vocab;
+        for added in &file.added_tokens {
+            vocab.insert(&added.content, added.id);
         }
         let id = |name: &str| {
-            by_name.get(name).copied().ok_or_else(|| Error::Model(format!("{}: no token {name}", path.display())))
+            vocab.controls.get(name).copied().ok_or_else(|| Error::Model(format!("{}: no token {name}", path.display())))
         };
         let no_timestamps = id("<|notimestamps|>")?;
         let no_speech = id("<|nospeech|>").or_else(|_| id("<|nocaptions|>"))?;
@@ -106,18 +175,17 @@ impl WhisperTokenizer {
             no_speech,
             no_timestamps,
             timestamp_begin: no_timestamps + 1,
-            timestamp_end: n_vocab as u32 - 1,
+            timestamp_end: vocab.bytes.len().saturating_sub(1) as u32,
         };
         // Language tokens sit between <|startoftranscript|> and <|translate|>.
-        let languages = (specials.sot + 1..specials.translate)
-            .filter_map(|id| {
-                let token = tokens.get(id as usize)?.as_deref()?;
-                let code = token.strip_prefix("<|")?.strip_suffix("|>")?;
-                Some((code.to_string(), id))
-            })
+        let mut languages: Vec<(String, u32)> = vocab
+            .controls
+            .iter()
+            .filter(|&(_, &id)| id > specials.sot && id < specials.translate)
+            .filter_map(|(token, &id)| Some((token.strip_prefix("<|")?.strip_suffix("|>")?.to_string(), id)))
             .collect();
-        let bytes = tokens.iter().map(|t| t.as_deref().map(token_bytes).unwrap_or_default()).collect();
-        Ok(WhisperTokenizer { bytes, encoder: OnceLock::new(), path, specials, languages })
+        languages.sort_by_key(|&(_, id)| id);
+        Ok(WhisperTokenizer { bytes: vocab.bytes, encoder: OnceLock::new(), path, specials, languages })
     }
 
     pub fn is_timestamp(&self, id: u32) -> bool {

@@ -58,19 +58,16 @@ fn softmax_at(logits: &[f32], index: u32) -> f32 {
 
 impl<B: Backend> Transcriber<B> {
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
-        // The tokenizer (a JSON parse of ~100 ms) loads while the weights do.
-        let source = super::weights::open(dir)?;
-        let n_vocab = source.config().n_vocab;
+        // The tokenizer's JSON parse starts first and runs while the weights are mapped and
+        // converted.
         let (model, text) = std::thread::scope(|scope| {
-            let text = scope.spawn(|| {
-                let tokenizer = WhisperTokenizer::load(dir, n_vocab)?;
-                let suppress = SuppressLists::load(dir, &tokenizer)?;
-                Ok::<_, Error>((tokenizer, suppress))
-            });
-            let model = Whisper::from_source(source.as_ref(), device);
+            let text = scope.spawn(|| WhisperTokenizer::read(dir));
+            let model = super::weights::open(dir).and_then(|source| Whisper::from_source(source.as_ref(), device));
             (model, text.join().unwrap_or_else(|_| Err(Error::Model("tokenizer load panicked".into()))))
         });
-        let (model, (tokenizer, suppress)) = (model?, text?);
+        let model = model?;
+        let tokenizer = text?.with_vocab_size(model.config.n_vocab);
+        let suppress = SuppressLists::load(dir, &tokenizer)?;
         let frontend = MelFrontend::new(model.config.n_mels);
         Ok(Transcriber { model, tokenizer, frontend, suppress })
     }

@@ -6,11 +6,12 @@
 //! vectorised softmax over the block (in a per-thread scratch, reused across calls), one gemm
 //! for `P · v`. q, k, v and out are read/written in place through strides, so a fused
 //! `[batch, seq, 3d]` projection needs no split/transpose copies and the output lands with the
-//! heads already merged.
+//! heads already merged. Blocks of a few rows (decoding steps) skip gemm: see `cpu_attention_rows`.
 
 use gemm::{gemm, Parallelism};
 
-use crate::whisper::simd::{exp, fma};
+use crate::whisper::simd::{exp, fma, fma_build};
+use rows::Rows;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -98,13 +99,15 @@ pub struct Tuning {
     /// Below this many flops (4 · batch · heads · seq_q · seq_k · head_dim) the tasks run on
     /// the calling thread: waking the rayon pool costs more than such calls take.
     pub parallel_min: usize,
-    /// Use the baseline (SSE2, no FMA) softmax even where AVX2+FMA exists: lets tests cover it.
+    /// Use the baseline (SSE2, no FMA) kernels even where AVX2+FMA exists: lets tests cover them.
     pub portable: bool,
+    /// Blocks of at most this many query rows skip gemm (`cpu_attention_rows`).
+    pub few_rows: usize,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { block: BLOCK_ROWS, parallel_min: PARALLEL_MIN, portable: false }
+        Tuning { block: BLOCK_ROWS, parallel_min: PARALLEL_MIN, portable: false, few_rows: rows::MAX_ROWS }
     }
 }
 
@@ -131,7 +134,7 @@ pub fn attention_tuned(
     // Keys visible to query row i: with `causal`, a prefix that grows by one per row.
     let visible =
         |i: usize| if options.causal { (i + 1 + seq_k).saturating_sub(seq_q).min(seq_k) } else { seq_k };
-    let softmax = if tuning.portable { softmax_row::<false> } else { softmax_fn() };
+    let softmax = softmax_fn(tuning.portable);
     // Fewer rows when keys are many, so the scratch stays bounded; then equal-sized blocks,
     // so no small straggler task is left at the end.
     let target = tuning.block.min(SCRATCH_FLOATS / seq_k.max(1)).clamp(1, MAX_BLOCK);
@@ -157,20 +160,28 @@ pub fn attention_tuned(
         }
         SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
-            if scratch.len() < rows * n {
-                scratch.resize(rows * n, 0.0);
+            let few = rows <= tuning.few_rows;
+            // Scores, then probabilities, row-major rows × n; then, for few rows, their output.
+            let len = rows * n + if few { rows * hd } else { 0 };
+            if scratch.len() < len {
+                scratch.resize(len, 0.0);
             }
-            let s = &mut scratch[..rows * n]; // scores, then probabilities; row-major rows × n
+            let (s, few_out) = scratch[..len].split_at_mut(rows * n);
             let mut inv_sum = [0.0f32; MAX_BLOCK];
             let inv_sum = &mut inv_sum[..rows];
-            // SAFETY (both gemm calls): pointers and strides describe in-bounds matrices
-            // (check_len); `s` is exclusively ours.
-            // s = q_block · k[..n]ᵀ: kᵀ is k read with swapped strides, no copy.
-            unsafe {
-                gemm(rows, n, hd, s.as_mut_ptr(), 1, n as isize, false,
-                    q.as_ptr().add(at(q_s, r0)), 1, q_s.row as isize,
-                    k.as_ptr().add(at(k_s, 0)), k_s.row as isize, 1,
-                    0.0, 1.0, false, false, false, Parallelism::None);
+            let (q_at, k_at, v_at) = (at(q_s, r0), at(k_s, 0), at(v_s, 0));
+            if few {
+                let q_rows = Rows { values: &q[q_at..], stride: q_s.row, len: hd };
+                rows::scores(q_rows, Rows { values: &k[k_at..], stride: k_s.row, len: hd }, n, s, tuning.portable);
+            } else {
+                // SAFETY: pointers and strides describe in-bounds matrices (check_len); `s` is
+                // exclusively ours. kᵀ is k read with swapped strides, no copy.
+                unsafe {
+                    gemm(rows, n, hd, s.as_mut_ptr(), 1, n as isize, false,
+                        q.as_ptr().add(q_at), 1, q_s.row as isize,
+                        k.as_ptr().add(k_at), k_s.row as isize, 1,
+                        0.0, 1.0, false, false, false, Parallelism::None);
+                }
             }
             for (i, row) in s.chunks_exact_mut(n).enumerate() {
                 let (live, masked) = row.split_at_mut(visible(r0 + i));
@@ -179,11 +190,19 @@ pub fn attention_tuned(
             }
             // out_block = P · v[..n], unnormalised; dividing the hd outputs per row by the
             // sum is cheaper than dividing the n probabilities.
-            unsafe {
-                gemm(rows, hd, n, o, 1, out_s.row as isize, false,
-                    s.as_ptr(), 1, n as isize,
-                    v.as_ptr().add(at(v_s, 0)), 1, v_s.row as isize,
-                    0.0, 1.0, false, false, false, Parallelism::None);
+            if few {
+                rows::weighted_sum(s, n, Rows { values: &v[v_at..], stride: v_s.row, len: hd }, few_out, tuning.portable);
+                for (i, row) in few_out.chunks_exact(hd).enumerate() {
+                    out_row(i).copy_from_slice(row);
+                }
+            } else {
+                // SAFETY: as for the scores; the output rows are this task's own (check_disjoint).
+                unsafe {
+                    gemm(rows, hd, n, o, 1, out_s.row as isize, false,
+                        s.as_ptr(), 1, n as isize,
+                        v.as_ptr().add(v_at), 1, v_s.row as isize,
+                        0.0, 1.0, false, false, false, Parallelism::None);
+                }
             }
             for (i, &inv) in inv_sum.iter().enumerate() {
                 out_row(i).iter_mut().for_each(|x| *x *= inv);
@@ -236,19 +255,12 @@ fn check_disjoint(s: Strides, shape: Shape) {
 /// Softmax of `scale · row` in place; returns 1 / sum of the (unnormalised) exponentials.
 type SoftmaxFn = fn(&mut [f32], f32) -> f32;
 
-/// Picks the AVX2+FMA build of the softmax when the CPU has it: the crate targets baseline
-/// x86-64 (SSE2), where the same loop runs 4 lanes wide and without FMA.
-fn softmax_fn() -> SoftmaxFn {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(row: &mut [f32], scale: f32) -> f32 {
-            softmax_row::<true>(row, scale)
-        }
-        // SAFETY: the features were detected just above.
-        return |row, scale| unsafe { avx2(row, scale) };
+/// The AVX2+FMA build of the softmax where the CPU has it, unless `portable`.
+fn softmax_fn(portable: bool) -> SoftmaxFn {
+    if portable {
+        return softmax_row::<false>;
     }
-    softmax_row::<false>
+    fma_build!(softmax_row, fn(row: &mut [f32], scale: f32) -> f32)
 }
 
 const LANES: usize = 16; // independent accumulators, so max/sum vectorise (no ordered reduction)
@@ -284,6 +296,9 @@ fn softmax_row<const FMA: bool>(row: &mut [f32], scale: f32) -> f32 {
     }
     1.0 / total
 }
+
+#[path = "cpu_attention_rows.rs"]
+mod rows;
 
 #[cfg(test)]
 #[path = "cpu_attention_tests.rs"]

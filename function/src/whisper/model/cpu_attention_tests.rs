@@ -92,15 +92,19 @@ fn check(c: &Case) -> (f64, f64) {
         }
     }
     // NaN everywhere first: every output element must be written. Run on the calling thread
-    // and on the rayon pool (same bits expected), and with the baseline softmax (no AVX2/FMA).
+    // and on the rayon pool (same bits expected), with the baseline kernels (no AVX2/FMA), and
+    // with gemm or the few-row kernels for every block.
     let options = Options { scale: c.scale, causal: c.causal };
-    let run = |parallel_min: usize, portable: bool| {
+    let run = |parallel_min: usize, portable: bool, few_rows: usize| {
         let mut out = vec![f32::NAN; out_len];
-        let tuning = Tuning { block: c.block, parallel_min, portable, ..Tuning::default() };
+        let tuning = Tuning { block: c.block, parallel_min, portable, few_rows };
         attention_tuned(&q, qs, &k, ks, &v, vs, &mut out, os, c.shape, options, tuning);
         out
     };
-    let (serial, out, portable) = (run(usize::MAX, false), run(0, false), run(0, true));
+    let few = Tuning::default().few_rows;
+    let (serial, out, portable) = (run(usize::MAX, false, few), run(0, false, few), run(0, true, few));
+    // Blocks of every size through gemm alone, and through the few-row kernels alone.
+    let (gemm_only, rows_only) = (run(0, false, 0), run(0, false, usize::MAX));
     assert!(serial.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "serial != parallel");
     let scale = c.scale.map_or(1.0 / (hd as f64).sqrt(), |s| s as f64);
     let (mut err, mut mag) = (0.0f64, 0.0f64);
@@ -120,7 +124,7 @@ fn check(c: &Case) -> (f64, f64) {
                     } else {
                         p.iter().enumerate().map(|(j, p)| p * at(&v, vs, b, h, j, t)).sum::<f64>() / sum
                     };
-                    for out in [&out, &portable] {
+                    for out in [&out, &portable, &gemm_only, &rows_only] {
                         let got = at(out, os, b, h, i, t);
                         assert!(got.is_finite(), "non-finite output at b{b} h{h} i{i} t{t}: {got}");
                         err = err.max((got - want).abs());
@@ -301,3 +305,4 @@ fn overlapping_output_panics() {
     let mut out = vec![0.0; 16];
     attention(&[0.0; 16], s, &[0.0; 16], s, &[0.0; 16], s, &mut out, bad, shape, Options::default());
 }
+

@@ -13,7 +13,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::cpu_attention::{self as kernel, Options, Shape, Strides};
-use crate::whisper::simd::fma;
+use crate::whisper::simd::{fma, fma_build};
 
 /// Elements per rayon task of an element-wise pass; smaller inputs stay on the calling thread.
 const CHUNK: usize = 1 << 14;
@@ -169,19 +169,9 @@ fn normalize_row(row: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [
     }
 }
 
-/// Picks the AVX2+FMA build of the GELU pass when the CPU has it (the crate targets baseline
-/// x86-64, where the same loop runs 4 lanes wide without FMA).
+/// The GELU pass, AVX2+FMA where the CPU has it.
 fn gelu_fn() -> fn(&mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(values: &mut [f32]) {
-            gelu_slice::<true>(values)
-        }
-        // SAFETY: the features were detected just above.
-        return |values| unsafe { avx2(values) };
-    }
-    gelu_slice::<false>
+    fma_build!(gelu_slice, fn(values: &mut [f32]))
 }
 
 #[inline(always)]

@@ -158,6 +158,20 @@ mod avx2 {
         }
     }
 
+    /// Bytes ahead of the weight being read to request from memory (into the rows after this
+    /// one: a tile's rows are contiguous). The hardware prefetcher alone left a step's weight
+    /// stream at about half the machine's read bandwidth.
+    const AHEAD: usize = 2048;
+
+    #[inline(always)]
+    unsafe fn prefetch(w: Weights, c: usize) {
+        let byte = match w {
+            Weights::F16(w) => w.as_ptr().wrapping_add(2 * c),
+            Weights::F32(w) => w.as_ptr().wrapping_add(c).cast(),
+        };
+        _mm_prefetch::<_MM_HINT_T0>(byte.wrapping_add(AHEAD).cast());
+    }
+
     /// Safety: AVX2, FMA and F16C available.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dots(w: Weights, x: &[f32], out: &mut [f32]) {
@@ -181,6 +195,7 @@ mod avx2 {
         let xp = x.as_ptr();
         let mut c = 0;
         while c < whole {
+            prefetch(w, c);
             // SAFETY: c + 16 <= cols, and row r spans r * cols..(r + 1) * cols of x (asserted).
             let (w0, w1) = (load8(w, c), load8(w, c + 8));
             for r in 0..R {
@@ -235,3 +250,4 @@ mod tests {
         }
     }
 }
+
