@@ -27,8 +27,7 @@ fn mask(logits: &mut [f32], ids: impl IntoIterator<Item = u32>) {
 
 /// `log_softmax` in place: f32 values, f64 accumulation.
 pub fn log_softmax(logits: &mut [f32]) {
-    let max = simd::max(logits);
-    let log_sum = max + simd::sum_exp(logits, max).ln() as f32;
+    let log_sum = log_sum_exp(logits);
     for x in logits.iter_mut() {
         *x -= log_sum;
     }
@@ -91,12 +90,14 @@ impl LogitRules {
             }
         }
         if check_timestamp_mass {
-            let mut log_probs = logits.to_vec();
-            log_softmax(&mut log_probs);
-            let (text, stamps) = log_probs.split_at(begin as usize);
-            let max_text = text.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            // Compared as log-probabilities (`x - log_sum`), as CTranslate2 does, but only the
+            // timestamps' are formed: rounding is monotonic, so the text's maximum is its
+            // largest logit shifted, to the bit.
+            let log_sum = log_sum_exp(logits);
+            let (text, stamps) = logits.split_at(begin as usize);
+            let stamps: Vec<f32> = stamps.iter().map(|&x| x - log_sum).collect();
             // When timestamps together outweigh every single other token, emit a timestamp.
-            if log_sum_exp(stamps) > max_text {
+            if log_sum_exp(&stamps) > simd::max(text) - log_sum {
                 mask(logits, 0..begin);
             }
         }

@@ -2,6 +2,8 @@
 //! faster-whisper token for token) and temperature sampling. The network is reached through
 //! [`StepModel`], so the search knows nothing of tensors.
 
+use rayon::prelude::*;
+
 use super::rules::{log_softmax, LogitRules};
 
 /// One decoder step at a time over a batch of rows (hypotheses).
@@ -108,20 +110,41 @@ struct Candidate {
     score: f32,
 }
 
-/// The `k` best (row, id) pairs by score, best first.
-fn top_k(rows: &[Vec<f32>], k: usize) -> Vec<Candidate> {
+/// Row `row`'s `k` best ids by score, best first (the first id on ties).
+fn row_top_k(row: usize, values: &[f32], k: usize) -> Vec<Candidate> {
+    merge_top_k(std::iter::once(values.iter().enumerate().map(|(id, &score)| Candidate { row, id: id as u32, score })), k)
+}
+
+/// The `k` best of candidate lists taken in order: a later candidate goes after an equal one.
+fn merge_top_k<L: IntoIterator<Item = Candidate>>(lists: impl IntoIterator<Item = L>, k: usize) -> Vec<Candidate> {
     let mut best: Vec<Candidate> = Vec::with_capacity(k + 1);
-    for (row, values) in rows.iter().enumerate() {
-        for (id, &score) in values.iter().enumerate() {
-            if best.len() == k && score <= best[k - 1].score {
-                continue;
-            }
-            let at = best.partition_point(|c| c.score >= score);
-            best.insert(at, Candidate { row, id: id as u32, score });
-            best.truncate(k);
+    for candidate in lists.into_iter().flatten() {
+        if best.len() == k && candidate.score <= best[k - 1].score {
+            continue;
         }
+        let at = best.partition_point(|c| c.score >= candidate.score);
+        best.insert(at, candidate);
+        best.truncate(k);
     }
     best
+}
+
+/// The `k` best continuations of the live hypotheses (scored rows, each with its cumulative
+/// log-probability added). Each row is a few passes over the vocabulary, so rows run in
+/// parallel; the per-row best are then merged in row order, which ranks as one pass over all
+/// rows would (ties to the earlier row, then the lower id).
+fn best_continuations(rules: &LogitRules, alive: &[(Vec<u32>, f32)], logits: Vec<Vec<f32>>, k: usize) -> Vec<Candidate> {
+    let per_row: Vec<Vec<Candidate>> = logits
+        .into_par_iter()
+        .zip(alive)
+        .enumerate()
+        .map(|(row, (l, (tokens, cum)))| {
+            let mut values = scores(rules, tokens, l);
+            values.iter_mut().for_each(|x| *x += cum);
+            row_top_k(row, &values, k)
+        })
+        .collect();
+    merge_top_k(per_row, k)
 }
 
 /// Beam search as CTranslate2 runs it: 2 x beam candidates per step, finished hypotheses
@@ -136,12 +159,7 @@ pub fn beam(model: &mut dyn StepModel, start: u32, beam_size: usize, patience: f
     let mut finished: Vec<Hypothesis> = Vec::new();
     for step in 0..s.max_len {
         let logits = model.step(&inputs);
-        let rows: Vec<Vec<f32>> = logits
-            .into_iter()
-            .zip(&alive)
-            .map(|(l, (tokens, cum))| scores(s.rules, tokens, l).into_iter().map(|x| x + cum).collect())
-            .collect();
-        let candidates = top_k(&rows, candidates_per_step);
+        let candidates = best_continuations(s.rules, &alive, logits, candidates_per_step);
         let last_step = step + 1 == s.max_len;
         let mut next = Vec::with_capacity(beam_size);
         let mut spare = beam_size;
@@ -383,9 +401,13 @@ mod tests {
     }
 
     #[test]
-    fn top_k_orders_best_first_across_rows() {
-        let rows = vec![vec![0.1, 0.9, 0.3], vec![0.8, 0.2, 0.95]];
-        let got: Vec<(usize, u32)> = top_k(&rows, 3).iter().map(|c| (c.row, c.id)).collect();
-        assert_eq!(got, vec![(1, 2), (0, 1), (1, 0)]);
+    fn per_row_best_merge_into_the_overall_best_ties_to_the_earlier_row_then_id() {
+        let rows = [vec![0.1, 0.9, 0.3, 0.9], vec![0.8, 0.9, 0.95]];
+        let best = |k| {
+            let per_row = rows.iter().enumerate().map(|(row, values)| row_top_k(row, values, k));
+            merge_top_k(per_row, k).iter().map(|c| (c.row, c.id)).collect::<Vec<_>>()
+        };
+        assert_eq!(best(3), vec![(1, 2), (0, 1), (0, 3)]);
+        assert_eq!(best(5), vec![(1, 2), (0, 1), (0, 3), (1, 1), (1, 0)]);
     }
 }

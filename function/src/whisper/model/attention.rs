@@ -115,16 +115,15 @@ impl<B: Backend> CrossAttention<B> {
         })
     }
 
-    /// Projects the encoder output to keys and values, once per window. burn's attention gets
-    /// them contiguous (it would copy a strided view on every step); the CPU kernel reads the
-    /// views of the fused projection in place.
+    /// Projects the encoder output to keys and values, once per window, each contiguous: a
+    /// decoding step reads all of them, so they are laid out to stream.
     pub fn memory(&self, encoded: Tensor<B, 3>) -> KeyValue<B> {
         let kv = self.key_value.forward(encoded);
+        if let Some(split) = cpu_ops::split_key_value(&kv, self.heads) {
+            return split;
+        }
         let k = split_heads(kv.clone().narrow(2, 0, self.dim), self.heads);
         let v = split_heads(kv.narrow(2, self.dim, self.dim), self.heads);
-        if cpu_ops::is_cpu::<B>() {
-            return (k, v);
-        }
         (contiguous(k), contiguous(v))
     }
 

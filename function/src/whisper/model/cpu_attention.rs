@@ -222,13 +222,13 @@ thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The output pointer, shared by tasks that write disjoint rows.
-struct SendPtr(*mut f32);
+/// An output pointer, shared by tasks that write disjoint elements.
+pub(super) struct SendPtr(pub(super) *mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 impl SendPtr {
     // A method, so closures capture the Sync wrapper rather than the raw field.
-    fn get(&self) -> *mut f32 {
+    pub(super) fn get(&self) -> *mut f32 {
         self.0
     }
 }

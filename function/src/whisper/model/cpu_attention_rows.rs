@@ -100,9 +100,9 @@ mod avx2 {
         }
     }
 
-    /// Rows this far ahead are requested from memory while the current one is used: one
-    /// head's rows sit a whole position apart (kilobytes), a stride the hardware prefetcher
-    /// does not follow across pages, so without this every row waits for a load from L3.
+    /// Rows this far ahead are requested from memory while the current one is used: in a view
+    /// of a fused projection one head's rows sit a whole position apart (kilobytes), a stride
+    /// the hardware prefetcher does not follow across pages.
     const AHEAD: usize = 8;
 
     #[inline(always)]

@@ -87,6 +87,32 @@ fn in_chunks(values: &mut [f32], f: fn(&mut [f32])) {
     }
 }
 
+/// Keys and values `[b, heads, t, d / heads]`, each head's rows contiguous, from a fused
+/// projection `kv` `[b, t, 2d]` (keys then values on every row); `None` on other backends.
+/// A decoding step then streams each head's keys and values in address order: read as views
+/// of `kv` (one head's row every 3 KB), a step's cross-attention waited on memory.
+pub fn split_key_value<B: Backend>(kv: &Tensor<B, 3>, heads: usize) -> Option<(Tensor<B, 4>, Tensor<B, 4>)> {
+    let [batch, t, two_d] = kv.dims();
+    let head_dim = two_d / 2 / heads;
+    let block = t * head_dim;
+    let [k, v] = with_values(kv, |values| {
+        [0, 1].map(|part| {
+            let mut out = vec![0.0f32; batch * heads * block];
+            out.par_chunks_mut(block.max(1)).enumerate().for_each(|(i, head_rows)| {
+                let (b, h) = (i / heads, i % heads);
+                let first = part * two_d / 2 + h * head_dim;
+                for (row, dst) in head_rows.chunks_exact_mut(head_dim).enumerate() {
+                    let src = (b * t + row) * two_d + first;
+                    dst.copy_from_slice(&values[src..src + head_dim]);
+                }
+            });
+            out
+        })
+    })?;
+    let (shape, device) = ([batch, heads, t, head_dim], kv.device());
+    Some((tensor_of(k, shape, &device), tensor_of(v, shape, &device)))
+}
+
 /// `0.5 x (1 + erf(x / √2))`, the exact GELU Whisper uses.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     map_values(x, gelu_fn()).unwrap_or_else(burn::tensor::activation::gelu)
@@ -211,6 +237,24 @@ mod tests {
         }
         assert!((erf::<false>(f32::INFINITY) - 1.0).abs() <= 5e-7);
         assert!((erf::<false>(f32::NEG_INFINITY) + 1.0).abs() <= 5e-7);
+    }
+
+    #[test]
+    fn key_value_split_holds_each_heads_rows_in_order() {
+        let (batch, t, heads, head_dim) = (2, 5, 3, 4);
+        let two_d = 2 * heads * head_dim;
+        let values: Vec<f32> = (0..batch * t * two_d).map(|i| i as f32).collect();
+        let kv = tensor_of::<Flex, 3>(values, [batch, t, two_d], &Default::default());
+        let (k, v) = split_key_value(&kv, heads).expect("Flex tensors");
+        for (part, split) in [(0, k), (1, v)] {
+            assert_eq!(split.dims(), [batch, heads, t, head_dim]);
+            let got: Vec<f32> = split.into_data().into_vec().unwrap();
+            for (i, &value) in got.iter().enumerate() {
+                let (b, h, row, c) = (i / (heads * t * head_dim), i / (t * head_dim) % heads, i / head_dim % t, i % head_dim);
+                let source = (b * t + row) * two_d + part * heads * head_dim + h * head_dim + c;
+                assert_eq!(value, source as f32, "part {part} batch {b} head {h} row {row} channel {c}");
+            }
+        }
     }
 
     /// libm's erf in f64, through burn-flex.

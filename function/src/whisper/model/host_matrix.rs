@@ -10,6 +10,7 @@
 use half::f16;
 use rayon::prelude::*;
 
+use super::cpu_attention::SendPtr;
 use crate::error::Result;
 use crate::whisper::weights::{f16_to_f32, F16Rows, TensorSource};
 
@@ -64,32 +65,40 @@ impl HostMatrix {
     pub fn product(&self, x: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
         let (cols, out_width) = (self.cols(), self.rows());
         let n = x.len() / cols;
-        // Weight-row-major while computing, so each task writes one contiguous block.
-        let mut by_weight = vec![0.0f32; out_width * n];
+        let mut out = vec![0.0f32; n * out_width];
+        let out_ptr = SendPtr(out.as_mut_ptr());
         let kernel = Kernel::pick();
-        by_weight.par_chunks_mut(TILE * n).enumerate().for_each(|(tile, block)| {
-            for (j, out) in block.chunks_exact_mut(n).enumerate() {
-                let row = (tile * TILE + j) * cols..(tile * TILE + j + 1) * cols;
-                let w = match self {
-                    HostMatrix::F16 { rows, .. } => Weights::F16(&rows[2 * row.start..2 * row.end]),
-                    HostMatrix::F32 { rows, .. } => Weights::F32(&rows[row]),
-                };
-                for (group, out) in x.chunks(GROUP * cols).zip(out.chunks_mut(GROUP)) {
-                    kernel.dots(w, group, out);
+        // Each task streams a tile of weight rows once per group of input rows and writes its
+        // own columns of the output: no transposed copy to gather afterwards.
+        (0..out_width.div_ceil(TILE)).into_par_iter().for_each(|tile| {
+            let rows = tile * TILE..(tile * TILE + TILE).min(out_width);
+            let w = match self {
+                HostMatrix::F16 { rows: halves, .. } => Weights::F16(&halves[2 * rows.start * cols..2 * rows.end * cols]),
+                HostMatrix::F32 { rows: values, .. } => Weights::F32(&values[rows.start * cols..rows.end * cols]),
+            };
+            let mut dots = [0.0f32; TILE * GROUP];
+            for (g, group) in x.chunks(GROUP * cols).enumerate() {
+                let count = group.len() / cols;
+                let dots = &mut dots[..rows.len() * count];
+                kernel.dots(w, cols, group, dots);
+                for (j, row_dots) in rows.clone().zip(dots.chunks_exact(count)) {
+                    let b = bias.map_or(0.0, |b| b[j]);
+                    for (r, dot) in row_dots.iter().enumerate() {
+                        let at = (g * GROUP + r) * out_width + j;
+                        assert!(at < n * out_width);
+                        // SAFETY: in bounds (asserted); column j belongs to this task's tile only.
+                        unsafe { *out_ptr.get().add(at) = dot + b };
+                    }
                 }
             }
         });
-        let mut out = vec![0.0f32; n * out_width];
-        for (o, row) in out.chunks_exact_mut(out_width).enumerate() {
-            for (j, value) in row.iter_mut().enumerate() {
-                *value = by_weight[j * n + o] + bias.map_or(0.0, |b| b[j]);
-            }
-        }
         out
     }
 }
 
-/// `out[r] = w · x_r` for the (up to [`GROUP`]) rows of `x`, each `w.len()` long.
+/// `out[j · count + r] = w_j · x_r` for every weight row `w_j` (`cols` long) of a tile and
+/// the `count` (up to [`GROUP`]) rows of `x`. One call per tile: the row loop runs inside the
+/// vector code, where a row costs about as much as a call and its dispatch.
 #[derive(Clone, Copy)]
 enum Kernel {
     /// AVX2 + FMA + F16C intrinsics: f16 weights are widened in registers.
@@ -107,21 +116,25 @@ impl Kernel {
         Kernel::Portable
     }
 
-    fn dots(self, w: Weights, x: &[f32], out: &mut [f32]) {
+    fn dots(self, w: Weights, cols: usize, x: &[f32], out: &mut [f32]) {
+        let count = x.len() / cols;
+        assert!(count <= GROUP && w.len() == out.len() / count.max(1) * cols, "kernel operands disagree");
         match self {
-            // SAFETY: `pick` checked the features.
+            // SAFETY: `pick` checked the features; the operands' lengths agree (asserted).
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { avx2::dots(w, x, out) },
+            Kernel::Avx2 => unsafe { avx2::dots(w, cols, x, out) },
             Kernel::Portable => {
-                for (o, row) in out.iter_mut().zip(x.chunks_exact(w.len())) {
-                    *o = row.iter().enumerate().map(|(c, &value)| w.get(c) * value).sum();
+                for (j, dots) in out.chunks_exact_mut(count).enumerate() {
+                    for (dot, row) in dots.iter_mut().zip(x.chunks_exact(cols)) {
+                        *dot = row.iter().enumerate().map(|(c, &value)| w.get(j * cols + c) * value).sum();
+                    }
                 }
             }
         }
     }
 }
 
-/// One weight row, as stored (f16 as its little-endian bytes, at any alignment).
+/// Weight rows, as stored (f16 as their little-endian bytes, at any alignment).
 #[derive(Clone, Copy)]
 enum Weights<'a> {
     F16(&'a [u8]),
@@ -172,32 +185,40 @@ mod avx2 {
         _mm_prefetch::<_MM_HINT_T0>(byte.wrapping_add(AHEAD).cast());
     }
 
-    /// Safety: AVX2, FMA and F16C available.
+    /// Safety: AVX2, FMA and F16C available; `x` holds `out.len() / (w.len() / cols)` rows
+    /// (at most 5) of `cols`.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dots(w: Weights, x: &[f32], out: &mut [f32]) {
-        match out.len() {
-            5 => dots_n::<5>(w, x, out),
-            4 => dots_n::<4>(w, x, out),
-            3 => dots_n::<3>(w, x, out),
-            2 => dots_n::<2>(w, x, out),
-            _ => dots_n::<1>(w, x, out),
+    pub unsafe fn dots(w: Weights, cols: usize, x: &[f32], out: &mut [f32]) {
+        match x.len() / cols {
+            5 => rows_n::<5>(w, cols, x, out),
+            4 => rows_n::<4>(w, cols, x, out),
+            3 => rows_n::<3>(w, cols, x, out),
+            2 => rows_n::<2>(w, cols, x, out),
+            _ => rows_n::<1>(w, cols, x, out),
         }
     }
 
-    /// Two accumulators per row (16 floats a step), so even one row has independent chains.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dots_n<const R: usize>(w: Weights, x: &[f32], out: &mut [f32]) {
-        let cols = w.len();
-        assert!(x.len() >= R * cols && out.len() >= R);
+    unsafe fn rows_n<const R: usize>(w: Weights, cols: usize, x: &[f32], out: &mut [f32]) {
+        assert!(x.len() >= R * cols && out.len() * cols == w.len() * R);
+        for (j, out) in out.chunks_exact_mut(R).enumerate() {
+            row_n::<R>(w, j * cols, cols, x, out);
+        }
+    }
+
+    /// Weight row `w[first..first + cols]` against the `R` rows of `x`. Two accumulators per
+    /// row (16 floats a step), so even one row has independent chains.
+    #[inline(always)]
+    unsafe fn row_n<const R: usize>(w: Weights, first: usize, cols: usize, x: &[f32], out: &mut [f32]) {
         let whole = cols / 16 * 16;
         let mut lo = [_mm256_setzero_ps(); R];
         let mut hi = [_mm256_setzero_ps(); R];
         let xp = x.as_ptr();
         let mut c = 0;
         while c < whole {
-            prefetch(w, c);
-            // SAFETY: c + 16 <= cols, and row r spans r * cols..(r + 1) * cols of x (asserted).
-            let (w0, w1) = (load8(w, c), load8(w, c + 8));
+            prefetch(w, first + c);
+            // SAFETY (caller's asserts): c + 16 <= cols, and row r spans r * cols..(r + 1) * cols of x.
+            let (w0, w1) = (load8(w, first + c), load8(w, first + c + 8));
             for r in 0..R {
                 let row = xp.add(r * cols + c);
                 lo[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(row), lo[r]);
@@ -210,7 +231,7 @@ mod avx2 {
             let v = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
             let v = _mm_add_ps(v, _mm_movehl_ps(v, v));
             let v = _mm_add_ss(v, _mm_shuffle_ps(v, v, 1));
-            let tail: f32 = (whole..cols).map(|c| w.get(c) * x[r * cols + c]).sum();
+            let tail: f32 = (whole..cols).map(|c| w.get(first + c) * x[r * cols + c]).sum();
             out[r] = _mm_cvtss_f32(v) + tail;
         }
     }
