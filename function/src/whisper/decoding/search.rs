@@ -72,10 +72,12 @@ pub fn greedy_rows(model: &mut dyn StepModel, start: u32, rows: usize, s: &Searc
     let mut inputs = vec![start; rows];
     for _ in 0..s.max_len {
         let logits = model.step(&inputs);
+        // Each row is a few passes over the vocabulary: scored in parallel.
+        let picks: Vec<(u32, f32)> =
+            logits.into_par_iter().zip(&live).map(|(l, &r)| argmax(&scores(s.rules, &tokens[r], l))).collect();
         let mut keep = Vec::with_capacity(live.len());
-        for (slot, l) in logits.into_iter().enumerate() {
+        for (slot, (best, logprob)) in picks.into_iter().enumerate() {
             let r = live[slot];
-            let (best, logprob) = argmax(&scores(s.rules, &tokens[r], l));
             cum[r] += logprob;
             if best != eot {
                 tokens[r].push(best);
