@@ -1,8 +1,9 @@
 //! Fused kernels for burn's CPU backend (Flex): GELU and layer norm in one parallel pass each,
 //! and attention through `cpu_attention` for every place the model attends. burn-flex runs
 //! these as chains of single-threaded passes (GELU through a scalar libm `erff`, layer norm in
-//! six), and its attention per (batch, head) on one thread. On other backends every function
-//! here hands its input back (`Err`) or returns `None`, and the caller uses burn's ops.
+//! six), and its attention per (batch, head) on one thread; the cross-attention memory is
+//! split per head in one parallel copy. On other backends every function here hands its input
+//! back (`Err`) or returns `None`, and the caller uses burn's ops.
 
 use std::any::{Any, TypeId};
 
