@@ -83,6 +83,17 @@ fn sum_exp_lanes<const FMA: bool>(values: &[f32], shift: f32) -> f64 {
     total.iter().sum::<f64>() + tail
 }
 
+/// The sum of the 8 lanes of `v`: halves, then pairs, then the last two. Safety: AVX available
+/// (call it from `avx2` code, where it inlines).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub unsafe fn sum8(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let v = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    _mm_cvtss_f32(_mm_add_ss(v, _mm_shuffle_ps(v, v, 1)))
+}
+
 /// The largest value (−∞ for none), vectorised: `f32::max` folds one lane at a time.
 pub fn max(values: &[f32]) -> f32 {
     let pick = |a: f32, b: f32| if a > b { a } else { b }; // compiles to maxps

@@ -32,7 +32,7 @@ pub fn scores(q: Rows, k: Rows, n: usize, s: &mut [f32], portable: bool) {
         let count = GROUP.min(rows - g);
         let group = &mut s[g * n..(g + count) * n];
         #[cfg(target_arch = "x86_64")]
-        if !portable && avx2::available() && k.len % 8 == 0 {
+        if !portable && avx2::available() && k.len.is_multiple_of(8) {
             // SAFETY: features checked; every row read is bounds-checked by `Rows::row`.
             unsafe { avx2::scores(q, g, count, k, n, group) };
             continue;
@@ -54,7 +54,7 @@ pub fn weighted_sum(p: &[f32], n: usize, v: Rows, out: &mut [f32], portable: boo
         let count = GROUP.min(rows - g);
         let (p, out) = (&p[g * n..(g + count) * n], &mut out[g * v.len..(g + count) * v.len]);
         #[cfg(target_arch = "x86_64")]
-        if !portable && avx2::available() && v.len % 16 == 0 {
+        if !portable && avx2::available() && v.len.is_multiple_of(16) {
             // SAFETY: as for the scores.
             unsafe { avx2::weighted_sum(p, count, n, v, out) };
             continue;
@@ -72,6 +72,7 @@ pub fn weighted_sum(p: &[f32], n: usize, v: Rows, out: &mut [f32], portable: boo
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{Rows, GROUP};
+    use crate::whisper::simd::sum8;
     use std::arch::x86_64::*;
 
     pub fn available() -> bool {
@@ -111,13 +112,6 @@ mod avx2 {
         for c in (0..rows.len).step_by(16) {
             _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(c).cast());
         }
-    }
-
-    #[inline(always)]
-    unsafe fn sum8(v: __m256) -> f32 {
-        let v = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let v = _mm_add_ps(v, _mm_movehl_ps(v, v));
-        _mm_cvtss_f32(_mm_add_ss(v, _mm_shuffle_ps(v, v, 1)))
     }
 
     /// `count` (≤ GROUP) rows of weights against `n` value rows, 16 channels per pass: the

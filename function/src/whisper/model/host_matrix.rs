@@ -163,6 +163,7 @@ impl Weights<'_> {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::Weights;
+    use crate::whisper::simd::sum8;
     use std::arch::x86_64::*;
 
     /// Weights `c..c + 8` as f32. Safety: `c + 8 <= w.len()`, F16C and AVX available.
@@ -230,12 +231,8 @@ mod avx2 {
             c += 16;
         }
         for r in 0..R {
-            let v = _mm256_add_ps(lo[r], hi[r]);
-            let v = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-            let v = _mm_add_ps(v, _mm_movehl_ps(v, v));
-            let v = _mm_add_ss(v, _mm_shuffle_ps(v, v, 1));
             let tail: f32 = (whole..cols).map(|c| w.get(first + c) * x[r * cols + c]).sum();
-            out[r] = _mm_cvtss_f32(v) + tail;
+            out[r] = sum8(_mm256_add_ps(lo[r], hi[r])) + tail;
         }
     }
 }
