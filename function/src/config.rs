@@ -2,6 +2,7 @@
 //! default is here; the model-cache options (`TINGXIE_CACHE_*`) live in
 //! `tingxie_model_cache::defaults` and are read by `CacheConfig::from_env`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -24,9 +25,13 @@ pub struct ServeConfig {
     /// segment of TINGXIE_MODEL).
     #[arg(long, env = "TINGXIE_MODEL_NAME")]
     pub model_name: Option<String>,
-    /// cpu, cuda or cuda:N.
+    /// cpu, cpu-generic, cuda, cuda:N or wgpu.
     #[arg(long, env = "TINGXIE_DEVICE", default_value = "cpu")]
     pub device: DeviceKind,
+    /// Where CUDA/wgpu keep compiled kernels and autotune results, per GPU model and tingxie
+    /// version (default: `kernels` under TINGXIE_CACHE_DIR, the node's cache).
+    #[arg(long, env = "TINGXIE_KERNEL_CACHE_DIR")]
+    pub kernel_cache_dir: Option<PathBuf>,
     /// CPU threads for the compute kernels (default: all cores the process may use).
     #[arg(long, env = "TINGXIE_THREADS")]
     pub threads: Option<usize>,
@@ -81,6 +86,10 @@ impl ServeConfig {
             let trimmed = self.model.trim_end_matches('/');
             trimmed.rsplit('/').next().unwrap_or(trimmed).to_string()
         })
+    }
+
+    pub fn kernel_cache_dir(&self) -> PathBuf {
+        self.kernel_cache_dir.clone().unwrap_or_else(crate::kernels::default_root)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -1,5 +1,5 @@
-//! Picks the burn backend at run time: burn's CPU backend (flex) everywhere, CUDA where the
-//! binary was built with the `cuda` feature and a GPU is asked for.
+//! Picks the burn backend at run time: burn's CPU backend (flex) everywhere, CUDA or wgpu where
+//! the binary was built with their feature and the device is asked for.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -9,24 +9,40 @@ use crate::transcript::Transcript;
 use crate::whisper::{DecodeOptions, Transcriber};
 
 pub type CpuBackend = burn::backend::Flex;
+pub use crate::whisper::backend::GenericCpu;
 #[cfg(feature = "cuda")]
 pub type CudaBackend = burn::backend::Cuda;
+#[cfg(feature = "wgpu")]
+pub type WgpuBackend = burn::backend::Wgpu;
 
-/// `cpu`, `cuda` or `cuda:N`.
+/// `cpu` (tingxie's CPU kernels), `cpu-generic` (the CPU through the implementation every GPU
+/// runs: for tests), `cuda` / `cuda:N`, or `wgpu` (Vulkan; Mesa's software driver on a machine
+/// without a GPU).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceKind {
     Cpu,
+    CpuGeneric,
     Cuda(usize),
+    Wgpu,
+}
+
+impl DeviceKind {
+    /// Whether kernels are compiled at run time (and so worth warming up and caching).
+    pub fn compiles_kernels(self) -> bool {
+        matches!(self, DeviceKind::Cuda(_) | DeviceKind::Wgpu)
+    }
 }
 
 impl FromStr for DeviceKind {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let invalid = || Error::InvalidArgument { field: "device", reason: format!("`{s}`: expected cpu, cuda or cuda:N") };
+        let invalid = || Error::InvalidArgument { field: "device", reason: format!("`{s}`: expected cpu, cpu-generic, cuda, cuda:N or wgpu") };
         match s.trim().to_ascii_lowercase().as_str() {
             "cpu" => Ok(DeviceKind::Cpu),
+            "cpu-generic" => Ok(DeviceKind::CpuGeneric),
             "cuda" | "gpu" => Ok(DeviceKind::Cuda(0)),
+            "wgpu" => Ok(DeviceKind::Wgpu),
             other => other
                 .strip_prefix("cuda:")
                 .and_then(|n| n.parse().ok())
@@ -40,7 +56,9 @@ impl std::fmt::Display for DeviceKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DeviceKind::Cpu => write!(f, "cpu"),
+            DeviceKind::CpuGeneric => write!(f, "cpu-generic"),
             DeviceKind::Cuda(n) => write!(f, "cuda:{n}"),
+            DeviceKind::Wgpu => write!(f, "wgpu"),
         }
     }
 }
@@ -48,34 +66,74 @@ impl std::fmt::Display for DeviceKind {
 /// A transcriber on whichever backend was chosen.
 pub enum AnyTranscriber {
     Cpu(Transcriber<CpuBackend>),
+    CpuGeneric(Transcriber<GenericCpu>),
     #[cfg(feature = "cuda")]
     Cuda(Transcriber<CudaBackend>),
+    #[cfg(feature = "wgpu")]
+    Wgpu(Transcriber<WgpuBackend>),
+}
+
+/// Runs `$body` with `$t` bound to the transcriber, whatever its backend.
+macro_rules! each_backend {
+    ($any:expr, $t:ident => $body:expr) => {
+        match $any {
+            AnyTranscriber::Cpu($t) => $body,
+            AnyTranscriber::CpuGeneric($t) => $body,
+            #[cfg(feature = "cuda")]
+            AnyTranscriber::Cuda($t) => $body,
+            #[cfg(feature = "wgpu")]
+            AnyTranscriber::Wgpu($t) => $body,
+        }
+    };
+}
+
+#[cfg(not(all(feature = "cuda", feature = "wgpu")))]
+fn not_built(feature: &str) -> Error {
+    Error::InvalidArgument { field: "device", reason: format!("this binary was built without the `{feature}` feature") }
 }
 
 impl AnyTranscriber {
     pub fn load(dir: &Path, device: DeviceKind) -> Result<Self> {
         match device {
             DeviceKind::Cpu => Ok(AnyTranscriber::Cpu(Transcriber::load(dir, &Default::default())?)),
+            DeviceKind::CpuGeneric => Ok(AnyTranscriber::CpuGeneric(Transcriber::load(dir, &Default::default())?)),
             #[cfg(feature = "cuda")]
             DeviceKind::Cuda(index) => {
                 let device = burn::backend::cuda::CudaDevice::new(index);
                 Ok(AnyTranscriber::Cuda(Transcriber::load(dir, &device)?))
             }
             #[cfg(not(feature = "cuda"))]
-            DeviceKind::Cuda(_) => Err(Error::InvalidArgument {
-                field: "device",
-                reason: "this binary was built without the `cuda` feature".into(),
-            }),
+            DeviceKind::Cuda(_) => Err(not_built("cuda")),
+            #[cfg(feature = "wgpu")]
+            DeviceKind::Wgpu => Ok(AnyTranscriber::Wgpu(Transcriber::load(dir, &burn::backend::wgpu::WgpuDevice::DefaultDevice)?)),
+            #[cfg(not(feature = "wgpu"))]
+            DeviceKind::Wgpu => Err(not_built("wgpu")),
         }
     }
 
     pub fn transcribe(&self, samples: &[f32], options: &DecodeOptions) -> Result<Transcript> {
-        match self {
-            AnyTranscriber::Cpu(t) => t.transcribe(samples, options),
-            #[cfg(feature = "cuda")]
-            AnyTranscriber::Cuda(t) => t.transcribe(samples, options),
-        }
+        each_backend!(self, t => t.transcribe(samples, options))
     }
+}
+
+/// Runs the model once on every shape requests will use, so that a JIT backend compiles and
+/// tunes its kernels before the first request: greedy windows with no prompt and with prompts
+/// of each padded length (previous text), the fallback's sampling rows, beam search at
+/// `beam_size`, and a batch of `batch_size` windows.
+pub fn warm_up(model: &AnyTranscriber, beam_size: usize, batch_size: usize) -> Result<()> {
+    let silence = vec![0.0f32; crate::audio::SAMPLE_RATE as usize];
+    // Prompts of about 5, 40 and 150 tokens: one per padded prompt length of the decoder.
+    let prompts = [None, Some(5), Some(40), Some(150)].map(|words| words.map(|n| "warm up ".repeat(n / 2)));
+    for initial_prompt in prompts {
+        model.transcribe(&silence, &DecodeOptions { beam_size: 1, initial_prompt, ..DecodeOptions::default() })?;
+    }
+    if beam_size > 1 {
+        model.transcribe(&silence, &DecodeOptions { beam_size, ..DecodeOptions::default() })?;
+    }
+    if batch_size > 0 {
+        model.transcribe(&silence, &DecodeOptions { batch_size, ..DecodeOptions::greedy() })?;
+    }
+    Ok(())
 }
 
 /// Sizes the CPU thread pool once per process (burn's CPU kernels run on rayon).

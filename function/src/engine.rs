@@ -13,7 +13,8 @@ use tingxie_model_cache::{CacheConfig, LocalModel, ModelCache};
 
 use crate::audio::SAMPLE_RATE;
 use crate::config::ServeConfig;
-use crate::device::{self, AnyTranscriber, DeviceKind};
+use crate::device::{self, AnyTranscriber};
+use crate::kernels;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::startup::Phases;
@@ -155,7 +156,17 @@ impl Engine {
                 .unwrap_or_else(|_| Err(Error::Device("the model panicked on this input".into())));
             let compute = started.elapsed();
             self.record(&job.samples, queue_wait, compute);
+            self.count_kernels();
             let _ = job.reply.send(result.map(|transcript| Done { transcript, queue_wait, compute }));
+        }
+    }
+
+    /// Brings the kernel counters up to CubeCL's counts (JIT backends only).
+    fn count_kernels(&self) {
+        if let Some(now) = kernels::counts() {
+            let m = &self.metrics;
+            m.kernels_compiled.inc_by(now.kernels_compiled.saturating_sub(m.kernels_compiled.get()));
+            m.autotune_runs.inc_by(now.autotune_runs.saturating_sub(m.autotune_runs.get()));
         }
     }
 
@@ -176,13 +187,16 @@ impl Engine {
         }
         let (dir, in_use) = self.resolve_model(&config.model)?;
         phases.lap("cache");
+        if config.device.compiles_kernels() {
+            kernels::configure(&config.kernel_cache_dir(), config.device);
+        }
         let model = AnyTranscriber::load(&dir, config.device)?;
         phases.lap("load");
         // The CPU backend compiles nothing at run time: a warm-up there only costs time.
-        if config.device != DeviceKind::Cpu {
-            let silence = vec![0.0f32; SAMPLE_RATE as usize];
-            model.transcribe(&silence, &DecodeOptions { beam_size: config.beam_size, ..DecodeOptions::default() })?;
+        if config.device.compiles_kernels() {
+            device::warm_up(&model, config.beam_size, config.batch_size)?;
             phases.lap("warmup");
+            self.count_kernels();
         }
         Ok((model, in_use))
     }

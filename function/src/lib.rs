@@ -6,6 +6,7 @@ pub mod device;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod kernels;
 pub mod metrics;
 pub mod objects;
 pub mod output;

@@ -62,9 +62,17 @@ struct TranscribeArgs {
     /// CPU threads for the compute kernels (default: all cores).
     #[arg(long, env = "TINGXIE_THREADS")]
     threads: Option<usize>,
-    /// cpu, cuda or cuda:N.
+    /// cpu, cpu-generic, cuda, cuda:N or wgpu.
     #[arg(long, env = "TINGXIE_DEVICE", default_value = "cpu")]
     device: DeviceKind,
+    /// Where CUDA/wgpu keep compiled kernels and autotune results (default: `kernels` under
+    /// TINGXIE_CACHE_DIR).
+    #[arg(long, env = "TINGXIE_KERNEL_CACHE_DIR")]
+    kernel_cache_dir: Option<PathBuf>,
+    /// Before the files, run the model on every shape requests use (as `serve` does on
+    /// CUDA/wgpu), so that the files' timings leave out kernel compilation.
+    #[arg(long)]
+    warm_up: bool,
     /// Print model-load and per-file timings as JSON lines on stderr.
     #[arg(long)]
     timings: bool,
@@ -139,6 +147,13 @@ fn transcribe(args: TranscribeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.device.compiles_kernels() {
+        let root = args.kernel_cache_dir.clone().unwrap_or_else(tingxie::kernels::default_root);
+        let role = tingxie::kernels::configure(&root, args.device);
+        if args.timings {
+            eprintln!("{}", serde_json::json!({"kernel_cache": format!("{role:?}")}));
+        }
+    }
     let model = match AnyTranscriber::load(&model_dir, args.device) {
         Ok(m) => m,
         Err(e) => {
@@ -149,16 +164,28 @@ fn transcribe(args: TranscribeArgs) -> ExitCode {
     if args.timings {
         eprintln!("{}", serde_json::json!({"model": args.model, "device": args.device.to_string(), "load_s": load_start.elapsed().as_secs_f64()}));
     }
+    if args.warm_up {
+        let (start, before) = (Instant::now(), tingxie::kernels::settled_counts());
+        if let Err(e) = device::warm_up(&model, options.beam_size, options.batch_size) {
+            eprintln!("tingxie: warm-up failed: {e}");
+            return ExitCode::FAILURE;
+        }
+        if args.timings {
+            eprintln!("{}", with_kernel_counts(serde_json::json!({"warm_up_s": start.elapsed().as_secs_f64()}), before));
+        }
+    }
     let mut failed = false;
     for file in &args.files {
         let start = Instant::now();
+        let kernels_before = tingxie::kernels::settled_counts();
         let result = tingxie::audio::decode_file(file).and_then(|samples| {
             let decoded = start.elapsed().as_secs_f64();
             let transcript = model.transcribe(&samples, &options)?;
             if args.timings {
                 let total = start.elapsed().as_secs_f64();
                 let audio_s = samples.len() as f64 / f64::from(tingxie::audio::SAMPLE_RATE);
-                eprintln!("{}", serde_json::json!({"file": file, "audio_s": audio_s, "decode_audio_s": decoded, "transcribe_s": total - decoded, "real_time_factor": (total - decoded) / audio_s}));
+                let line = serde_json::json!({"file": file, "audio_s": audio_s, "decode_audio_s": decoded, "transcribe_s": total - decoded, "real_time_factor": (total - decoded) / audio_s});
+                eprintln!("{}", with_kernel_counts(line, kernels_before));
             }
             Ok(transcript)
         });
@@ -181,6 +208,16 @@ fn transcribe(args: TranscribeArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `line` with the kernels compiled and autotune runs since `before` (JIT backends only).
+fn with_kernel_counts(mut line: serde_json::Value, before: Option<tingxie::kernels::KernelCounts>) -> serde_json::Value {
+    if let (Some(before), Some(after)) = (before, tingxie::kernels::settled_counts()) {
+        let during = after - before;
+        line["kernels_compiled"] = during.kernels_compiled.into();
+        line["autotune_runs"] = during.autotune_runs.into();
+    }
+    line
 }
 
 fn emit(file: &Path, rendered: &str, args: &TranscribeArgs) -> std::io::Result<()> {

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub cold_start_phase: GaugeVec,
     pub cache_requests: IntCounterVec,
     pub cache_bytes: IntCounter,
+    pub kernels_compiled: IntCounter,
+    pub autotune_runs: IntCounter,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -80,6 +82,8 @@ impl Metrics {
             ),
             cache_requests: counter_vec("tingxie_model_cache_requests_total", "Model cache lookups by outcome.", &["outcome"]),
             cache_bytes: counter("tingxie_model_cache_bytes_downloaded_total", "Model bytes downloaded into the node cache."),
+            kernels_compiled: counter("tingxie_kernels_compiled_total", "GPU kernels compiled at run time (JIT backends), warm-up included."),
+            autotune_runs: counter("tingxie_autotune_runs_total", "Autotune runs (JIT backends), warm-up included."),
             registry: r,
         };
         // Known label values start at 0, so rates and alerts see the series before the first

@@ -9,7 +9,7 @@ use tingxie::whisper::DecodeOptions;
 
 fn transcribe(file: &str, options: &DecodeOptions) -> Transcript {
     let samples = tingxie::audio::decode_file(&common::speech(file)).unwrap();
-    common::transcriber().transcribe(&samples, options).unwrap()
+    common::device_transcriber().transcribe(&samples, options).unwrap()
 }
 
 fn tokens(t: &Transcript) -> Vec<(usize, Vec<u32>)> {
@@ -64,6 +64,6 @@ fn beam_search_works_in_batched_mode() {
 #[test]
 fn batch_size_is_validated() {
     let samples = tingxie::audio::decode_file(&common::speech("s01.wav")).unwrap();
-    let err = common::transcriber().transcribe(&samples, &DecodeOptions { batch_size: 65, ..DecodeOptions::greedy() }).unwrap_err();
+    let err = common::device_transcriber().transcribe(&samples, &DecodeOptions { batch_size: 65, ..DecodeOptions::greedy() }).unwrap_err();
     assert!(err.to_string().contains("batch_size"), "{err}");
 }

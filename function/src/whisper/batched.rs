@@ -8,8 +8,8 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 
-use burn::tensor::backend::Backend;
 
+use super::backend::WhisperBackend;
 use super::decoding::search::Rng;
 use super::mel::{LogMel, FRAME_SECONDS, WINDOW_FRAMES};
 use super::transcriber::{is_silence, Transcriber, WindowResult};
@@ -49,7 +49,7 @@ pub fn quiet_windows(mel: &LogMel) -> Vec<Range<usize>> {
     windows
 }
 
-impl<B: Backend> Transcriber<B> {
+impl<B: WhisperBackend> Transcriber<B> {
     /// Transcribes independent windows, `options.batch_size` at a time, each prompted with
     /// `prompt`. As in the sequential mode, a window's text ends at its last complete
     /// segment; the rest of the window (the model often stops early) goes back in the queue
@@ -64,7 +64,14 @@ impl<B: Backend> Transcriber<B> {
         let mut pending: VecDeque<Range<usize>> = quiet_windows(mel).into();
         while !pending.is_empty() {
             let group: Vec<Range<usize>> = pending.drain(..options.batch_size.min(pending.len())).collect();
-            let frames: Vec<f32> = group.iter().flat_map(|w| mel.window(w.start, w.len())).collect();
+            let mut frames: Vec<f32> = group.iter().flat_map(|w| mel.window(w.start, w.len())).collect();
+            if B::FIXED_SHAPES {
+                // Every batch as large as the first: the last window again, its results unread.
+                let last = mel.window(group[group.len() - 1].start, group[group.len() - 1].len());
+                for _ in group.len()..options.batch_size {
+                    frames.extend_from_slice(&last);
+                }
+            }
             let encoded = self.encode_windows(frames);
             let mut first: Vec<Option<WindowResult>> = if together {
                 let temperature = options.temperatures[0];

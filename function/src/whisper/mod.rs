@@ -1,6 +1,7 @@
 //! Whisper speech recognition in burn: checkpoint loading, front-end, network, decoding.
 //! Knows nothing of HTTP; see `crate::engine` for how requests reach it.
 
+pub mod backend;
 pub mod batched;
 pub mod config;
 pub mod decoding;

@@ -5,9 +5,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
+use super::backend::WhisperBackend;
 use super::decoding::options::{DecodeOptions, Task};
 use super::decoding::rules::LogitRules;
 use super::decoding::search::{self, Hypothesis, Rng, SearchSettings};
@@ -23,7 +23,7 @@ use crate::transcript::{Segment, Transcript};
 const INPUT_STRIDE: usize = 2;
 
 /// A loaded model with everything needed to turn samples into a transcript.
-pub struct Transcriber<B: Backend> {
+pub struct Transcriber<B: WhisperBackend> {
     pub model: Whisper<B>,
     pub tokenizer: WhisperTokenizer,
     frontend: MelFrontend,
@@ -56,7 +56,7 @@ fn softmax_at(logits: &[f32], index: u32) -> f32 {
     (((logits[index as usize] - max) as f64).exp() / sum) as f32
 }
 
-impl<B: Backend> Transcriber<B> {
+impl<B: WhisperBackend> Transcriber<B> {
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
         // The tokenizer's JSON parse starts first and runs while the weights are mapped and
         // converted.
@@ -373,13 +373,13 @@ pub(super) fn is_silence(result: &WindowResult, options: &DecodeOptions) -> bool
 
 /// Passes steps through to the session and records each row's no-speech probability from the
 /// first step's unmasked logits (when the prompt ends with `<|startoftranscript|>`).
-struct NoSpeechProbe<'s, 'a, B: Backend> {
+struct NoSpeechProbe<'s, 'a, B: WhisperBackend> {
     inner: &'s mut WindowSession<'a, B>,
     no_speech: u32,
     probs: &'s mut Option<Vec<f32>>,
 }
 
-impl<B: Backend> search::StepModel for NoSpeechProbe<'_, '_, B> {
+impl<B: WhisperBackend> search::StepModel for NoSpeechProbe<'_, '_, B> {
     fn step(&mut self, tokens: &[u32]) -> Vec<Vec<f32>> {
         let logits = self.inner.step(tokens);
         if self.probs.is_none() {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use tingxie::device::CpuBackend;
+use tingxie::device::{AnyTranscriber, CpuBackend, DeviceKind};
 use tingxie::whisper::Transcriber;
 
 /// `../shared/fixtures`, or `TINGXIE_FIXTURES`.
@@ -45,6 +45,22 @@ pub fn hf_model_dir() -> PathBuf {
 pub fn transcriber() -> &'static Transcriber<CpuBackend> {
     static T: OnceLock<Transcriber<CpuBackend>> = OnceLock::new();
     T.get_or_init(|| Transcriber::load(&model_dir(), &Default::default()).expect("load model"))
+}
+
+/// The device the parity and batched suites run on: `TINGXIE_TEST_DEVICE` (default `cpu`, the
+/// CPU kernels; `cpu-generic` runs the implementation every GPU runs).
+pub fn test_device() -> DeviceKind {
+    std::env::var("TINGXIE_TEST_DEVICE").map(|d| d.parse().expect("TINGXIE_TEST_DEVICE")).unwrap_or(DeviceKind::Cpu)
+}
+
+/// One transcriber on [`test_device`] per test binary.
+pub fn device_transcriber() -> &'static AnyTranscriber {
+    static T: OnceLock<AnyTranscriber> = OnceLock::new();
+    T.get_or_init(|| {
+        let device = test_device();
+        eprintln!("device: {device}");
+        AnyTranscriber::load(&model_dir(), device).expect("load model")
+    })
 }
 
 /// Rows of a tab-separated file with a header, as maps from column name to value.

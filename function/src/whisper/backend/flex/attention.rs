@@ -297,9 +297,9 @@ fn softmax_row<const FMA: bool>(row: &mut [f32], scale: f32) -> f32 {
     1.0 / total
 }
 
-#[path = "cpu_attention_rows.rs"]
+#[path = "attention_rows.rs"]
 mod rows;
 
 #[cfg(test)]
-#[path = "cpu_attention_tests.rs"]
+#[path = "attention_tests.rs"]
 mod tests;

@@ -10,7 +10,7 @@
 use half::f16;
 use rayon::prelude::*;
 
-use super::cpu_attention::SendPtr;
+use super::attention::SendPtr;
 use crate::error::Result;
 use crate::whisper::weights::{f16_to_f32, F16Rows, TensorSource};
 

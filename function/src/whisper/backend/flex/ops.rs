@@ -1,83 +1,78 @@
-//! Fused kernels for burn's CPU backend (Flex): GELU and layer norm in one parallel pass each,
-//! and attention through `cpu_attention` for every place the model attends. burn-flex runs
-//! these as chains of single-threaded passes (GELU through a scalar libm `erff`, layer norm in
-//! six), and its attention per (batch, head) on one thread; the cross-attention memory is
-//! split per head in one parallel copy. On other backends every function here hands its input
-//! back (`Err`) or returns `None`, and the caller uses burn's ops.
-
-use std::any::{Any, TypeId};
+//! Fused kernels on Flex tensors: GELU and layer norm in one parallel pass each, and attention
+//! through the `attention` kernel for every place the model attends. burn-flex runs these as
+//! chains of single-threaded passes (GELU through a scalar libm `erff`, layer norm in six), and
+//! its attention per (batch, head) on one thread; the cross-attention memory is split per head
+//! in one parallel copy. Where a tensor is not laid out as a kernel needs (not f32, say), a
+//! function hands its input back (`Err`) or returns `None`, and the caller uses burn's ops.
 
 use burn::backend::Flex;
-use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData, TensorPrimitive};
-use burn_flex::FlexTensor;
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use burn_flex::{FlexDevice, FlexTensor};
 use rayon::prelude::*;
 
-use super::cpu_attention::{self as kernel, Options, Shape, Strides};
+use super::attention::{self as kernel, Options, Shape, Strides};
 use crate::whisper::simd::{fma, fma_build};
 
 /// Elements per rayon task of an element-wise pass; smaller inputs stay on the calling thread.
 const CHUNK: usize = 1 << 14;
 
-/// Whether `B` is burn's CPU backend, where these kernels run: then [`attention`] reads views
-/// in place and one cross-attention memory row for all beams (burn's attention needs them
-/// contiguous and repeated per beam).
-pub fn is_cpu<B: Backend>() -> bool {
-    TypeId::of::<B>() == TypeId::of::<Flex>()
-}
-
-/// The Flex tensor behind `t`, or `t` back on other backends.
-fn into_flex<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<FlexTensor, Tensor<B, D>> {
-    if TypeId::of::<B>() != TypeId::of::<Flex>() {
-        return Err(t);
+/// The Flex tensor behind `t`, sharing its buffer (`None` for a quantized tensor).
+fn into_flex<const D: usize>(t: Tensor<Flex, D>) -> Result<FlexTensor, Tensor<Flex, D>> {
+    match t.into_primitive() {
+        TensorPrimitive::Float(primitive) => Ok(primitive),
+        quantized => Err(Tensor::from_primitive(quantized)),
     }
-    let primitive = match t.into_primitive() {
-        TensorPrimitive::Float(primitive) => primitive,
-        quantized => return Err(Tensor::from_primitive(quantized)),
-    };
-    let any: Box<dyn Any> = Box::new(primitive);
-    Ok(*any.downcast::<FlexTensor>().expect("B is Flex"))
 }
 
-fn from_flex<B: Backend, const D: usize>(t: FlexTensor) -> Tensor<B, D> {
-    let any: Box<dyn Any> = Box::new(t);
-    let primitive = *any.downcast::<B::FloatTensorPrimitive>().expect("B is Flex");
-    Tensor::from_primitive(TensorPrimitive::Float(primitive))
+fn from_flex<const D: usize>(t: FlexTensor) -> Tensor<Flex, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
-/// The Flex tensor behind `t` (sharing its buffer) when it holds f32 values; `None` on other
-/// backends.
-fn flex_f32<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<FlexTensor> {
-    into_flex(t.clone()).ok().filter(|flex| flex.dtype() == burn::tensor::DType::F32)
+/// The Flex tensor behind `t` (sharing its buffer) when it holds f32 values.
+fn flex_f32<const D: usize>(t: &Tensor<Flex, D>) -> Option<FlexTensor> {
+    into_flex(t.clone()).ok().filter(|flex| flex.dtype() == DType::F32)
 }
 
-/// Runs `f` on the f32 values of `t`, borrowed in place, when it is a Flex tensor laid out
-/// row-major; `None` otherwise.
-pub(super) fn with_values<B: Backend, const D: usize, R>(t: &Tensor<B, D>, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+/// Runs `f` on the f32 values of `t`, borrowed in place, when it is laid out row-major.
+pub(super) fn with_values<const D: usize, R>(t: &Tensor<Flex, D>, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     flex_f32(t)?.as_slice::<f32>().map(f)
 }
 
+/// Runs `f` on the values of `t` in row-major order: in place when laid out so, else copied out.
+pub(super) fn map_rows<const D: usize, R>(t: Tensor<Flex, D>, f: impl FnOnce(&[f32]) -> R) -> R {
+    if let Some(flex) = flex_f32(&t) {
+        if let Some(values) = flex.as_slice::<f32>() {
+            return f(values);
+        }
+    }
+    let values: Vec<f32> = t.into_data().convert::<f32>().into_vec().expect("float activations");
+    f(&values)
+}
+
 /// A tensor of `shape` holding `values` (moved, not copied).
-pub(super) fn tensor_of<B: Backend, const D: usize>(values: Vec<f32>, shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
+pub(super) fn tensor_of<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &FlexDevice) -> Tensor<Flex, D> {
     Tensor::from_data(TensorData::new(values, shape), device)
 }
 
 /// Applies `f` to every value: in place when `t` owns its buffer, else into a new one.
-fn map_values<B: Backend, const D: usize>(t: Tensor<B, D>, f: fn(&mut [f32])) -> Result<Tensor<B, D>, Tensor<B, D>> {
-    let mut flex = into_flex(t)?;
-    let in_place = flex.is_contiguous() && flex.layout().start_offset() == 0 && flex.dtype() == burn::tensor::DType::F32;
+fn map_values<const D: usize>(t: Tensor<Flex, D>, f: fn(&mut [f32])) -> Tensor<Flex, D> {
+    let mut flex = match into_flex(t) {
+        Ok(flex) => flex,
+        Err(quantized) => return burn::tensor::activation::gelu(quantized),
+    };
+    let in_place = flex.is_contiguous() && flex.layout().start_offset() == 0 && flex.dtype() == DType::F32;
     if in_place {
         let n = flex.layout().num_elements();
         if let Some(values) = flex.try_storage_mut::<f32>() {
             in_chunks(&mut values[..n], f);
-            return Ok(from_flex(flex));
+            return from_flex(flex);
         }
     }
-    let tensor: Tensor<B, D> = from_flex(flex);
+    let tensor: Tensor<Flex, D> = from_flex(flex);
     let (shape, device) = (tensor.dims(), tensor.device());
     let mut values = tensor.into_data().convert::<f32>().into_vec::<f32>().expect("f32 values");
     in_chunks(&mut values, f);
-    Ok(tensor_of(values, shape, &device))
+    tensor_of(values, shape, &device)
 }
 
 fn in_chunks(values: &mut [f32], f: fn(&mut [f32])) {
@@ -89,10 +84,10 @@ fn in_chunks(values: &mut [f32], f: fn(&mut [f32])) {
 }
 
 /// Keys and values `[b, heads, t, d / heads]`, each head's rows contiguous, from a fused
-/// projection `kv` `[b, t, 2d]` (keys then values on every row); `None` on other backends.
+/// projection `kv` `[b, t, 2d]` (keys then values on every row); `None` when not f32.
 /// A decoding step then streams each head's keys and values in address order: read as views
 /// of `kv` (one head's row every 3 KB), a step's cross-attention waited on memory.
-pub fn split_key_value<B: Backend>(kv: &Tensor<B, 3>, heads: usize) -> Option<(Tensor<B, 4>, Tensor<B, 4>)> {
+pub fn split_key_value(kv: &Tensor<Flex, 3>, heads: usize) -> Option<(Tensor<Flex, 4>, Tensor<Flex, 4>)> {
     let [batch, t, two_d] = kv.dims();
     let head_dim = two_d / 2 / heads;
     let block = t * head_dim;
@@ -115,12 +110,12 @@ pub fn split_key_value<B: Backend>(kv: &Tensor<B, 3>, heads: usize) -> Option<(T
 }
 
 /// `0.5 x (1 + erf(x / √2))`, the exact GELU Whisper uses.
-pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    map_values(x, gelu_fn()).unwrap_or_else(burn::tensor::activation::gelu)
+pub fn gelu<const D: usize>(x: Tensor<Flex, D>) -> Tensor<Flex, D> {
+    map_values(x, gelu_fn())
 }
 
 /// Layer normalisation of `x` `[.., d]` over its last axis with `gamma`, `beta` `[d]`.
-pub fn layer_norm<B: Backend>(x: Tensor<B, 3>, gamma: &Tensor<B, 1>, beta: &Tensor<B, 1>, eps: f32) -> Result<Tensor<B, 3>, Tensor<B, 3>> {
+pub fn layer_norm(x: Tensor<Flex, 3>, gamma: &Tensor<Flex, 1>, beta: &Tensor<Flex, 1>, eps: f32) -> Result<Tensor<Flex, 3>, Tensor<Flex, 3>> {
     let flex = [flex_f32(&x), flex_f32(gamma), flex_f32(beta)];
     let [Some(xs), Some(g), Some(b)] = flex.each_ref().map(|t| t.as_ref().and_then(FlexTensor::as_slice::<f32>)) else {
         return Err(x);
@@ -145,7 +140,7 @@ pub fn layer_norm<B: Backend>(x: Tensor<B, 3>, gamma: &Tensor<B, 1>, beta: &Tens
 /// are `[b, heads, t, head_dim]` in any layout whose channels are contiguous (views of a fused
 /// projection are read in place); k and v may have one row for all of q's `b` (beams sharing a
 /// window's cross-attention memory). `causal`: query i sees keys up to `t_k - n + i`.
-pub fn attention<B: Backend>(q: &Tensor<B, 4>, k: &Tensor<B, 4>, v: &Tensor<B, 4>, causal: bool) -> Option<Tensor<B, 3>> {
+pub fn attention(q: &Tensor<Flex, 4>, k: &Tensor<Flex, 4>, v: &Tensor<Flex, 4>, causal: bool) -> Option<Tensor<Flex, 3>> {
     let ([batch, heads, seq_q, head_dim], [k_rows, _, seq_k, _]) = (q.dims(), k.dims());
     if !(k_rows == batch || k_rows == 1) || k.dims()[1..] != [heads, seq_k, head_dim] || v.dims() != k.dims() {
         return None;
@@ -245,7 +240,7 @@ mod tests {
         let (batch, t, heads, head_dim) = (2, 5, 3, 4);
         let two_d = 2 * heads * head_dim;
         let values: Vec<f32> = (0..batch * t * two_d).map(|i| i as f32).collect();
-        let kv = tensor_of::<Flex, 3>(values, [batch, t, two_d], &Default::default());
+        let kv = tensor_of::<3>(values, [batch, t, two_d], &Default::default());
         let (k, v) = split_key_value(&kv, heads).expect("Flex tensors");
         for (part, split) in [(0, k), (1, v)] {
             assert_eq!(split.dims(), [batch, heads, t, head_dim]);
