@@ -64,7 +64,6 @@ ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     TINGXIE_DEVICE=cuda \
     TINGXIE_CACHE_DIR=/var/cache/tingxie \
-    CUDA_CACHE_PATH=/var/cache/tingxie/cuda \
     PORT=8080
 # uid/gid 65532, the usual non-root user of distroless images; the manifests run as it.
 RUN groupadd --system --gid 65532 tingxie \

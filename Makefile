@@ -9,11 +9,17 @@ MODEL ?= models/whisper-tiny-en
 MODEL_HF ?= models/whisper-tiny-en-hf
 AUDIO ?= $(SHARED)/fixtures/speech/s01.wav
 
-.PHONY: all build models venv test run transcribe bench loadtest soak coldstart gpu-bundle fmt clippy
+.PHONY: all build models venv test run transcribe bench loadtest soak coldstart gpu-bundle fmt clippy system system-test
 
 all: build
 
-build:
+# Debian packages the build (and the tests) need: installed as root, named otherwise.
+system:
+	scripts/system-packages.sh build
+system-test:
+	scripts/system-packages.sh test
+
+build: system
 	$(CARGO) build --release
 
 # Python tools for the tests and the benchmark peer (tests/requirements.txt), and Azurite (the
@@ -23,7 +29,7 @@ venv: $(VENV)/.ready
 $(VENV)/.ready: tests/requirements.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -r tests/requirements.txt
-	command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	scripts/system-packages.sh test
 	npm install --prefix $(VENV)/azurite --no-audit --no-fund --silent azurite@$(AZURITE_VERSION)
 	touch $@
 
@@ -39,8 +45,12 @@ $(MODEL_HF)/model.safetensors: $(MODEL)/model.bin | venv
 METRICS_DUMP = $(abspath $(TARGET_DIR))/e2e-metrics.txt
 TEST_ENV = TINGXIE_MOTO_SERVER=$(abspath $(VENV))/bin/moto_server TINGXIE_TEST_MODEL_DIR=$(abspath $(MODEL)) \
   TINGXIE_AZURITE=$(abspath $(VENV))/azurite/node_modules/.bin/azurite-blob
-test: models venv
-	$(TEST_ENV) $(CARGO) test --release --workspace
+# The parity and batched suites run twice: on the CPU kernels, and on the generic implementation
+# that every GPU runs (cpu-generic); tests/jit.rs runs it through wgpu on Mesa's software Vulkan,
+# with its kernel cache kept in the build folder.
+test: system-test models venv
+	$(TEST_ENV) TINGXIE_TEST_KERNEL_CACHE=$(abspath $(TARGET_DIR))/test-kernels $(CARGO) test --release --workspace
+	$(TEST_ENV) TINGXIE_TEST_DEVICE=cpu-generic $(CARGO) test --release --workspace --test parity --test batched
 	rm -f $(METRICS_DUMP)
 	$(TEST_ENV) TINGXIE_BIN=$(abspath $(TARGET_DIR))/release/tingxie TINGXIE_METRICS_DUMP=$(METRICS_DUMP) \
 	  $(VENV)/bin/python -m pytest -q tests/e2e
@@ -49,7 +59,7 @@ test: models venv
 # cache from a file:// URI; the folder $(DATA) is the object store (audio in $(DATA)/in/,
 # transcripts written to $(DATA)/transcripts/). PORT defaults to 8080.
 DATA ?= data
-run: $(MODEL)/model.bin
+run: system $(MODEL)/model.bin
 	mkdir -p $(DATA)/in
 	$(CARGO) build --release -p tingxie
 	TINGXIE_MODEL=$${TINGXIE_MODEL:-file://$(abspath $(MODEL))/} \

@@ -5,7 +5,9 @@
 #                                  # audio into .gpu/ (split in two so each transfer stays small)
 #   function/gpu-check.sh stash    # on the GPU machine, call 1: keep the first model half in /root
 #   function/gpu-check.sh run      # on the GPU machine, call 2: nvidia-smi, token parity on CUDA
-#                                  # (greedy and beam 5), CPU vs CUDA timings; prints a table
+#                                  # (greedy and beam 5), exec -> first transcript with an empty
+#                                  # and a warm kernel cache, warmed-up real-time factors for
+#                                  # greedy, beam 5 and batched; prints a table
 #   function/gpu-check.sh probe    # on the GPU machine, call 2 instead of run: first vs warm
 #                                  # request timings in one process, CUDA and CPU
 #
@@ -21,7 +23,7 @@ s13.wav s14.wav s15.wav s16.wav s17.wav s18.wav s19.wav s20.wav s21.wav s22.wav 
 long_90s.wav silence_10s.wav tone_noise_5s.wav"
 
 bundle() {
-  cargo build --release --features cuda --bins
+  cargo build --release --workspace --bins
   target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
   rm -rf "$GPU_DIR" && mkdir -p "$GPU_DIR/part1" "$GPU_DIR/part2/model" "$GPU_DIR/part2/fixtures/speech"
   split -n 2 -d "$MODEL/model.bin" "$GPU_DIR/model.bin."
@@ -79,18 +81,35 @@ probe() {
   done
 }
 
+# Seconds from exec to the end of one process running `tingxie transcribe ARGS`.
+process_seconds() {
+  local start=$(date +%s.%N)
+  if timeout 300 "$work/tingxie" transcribe --model "$work/model" --device cuda --timings --format text "$@" \
+    > /dev/null 2>> "$work/timings.jsonl"; then
+    python3 -c "print(round($(date +%s.%N) - $start, 2))"
+  else
+    echo "stopped after 300 s"
+  fi
+}
+
 run() {
   prepare
-  local bench="$work/tingxie-bench --model $work/model --fixtures $p2/fixtures"
-  echo "== parity, greedy, cuda"; $bench parity --device cuda --mode greedy $FILES || true
-  echo "== parity, beam 5, cuda"; $bench parity --device cuda --mode beam5 ${FILES/tone_noise_5s.wav/} || true
-  echo "== timings (process wall, model load and transcription), long_90s.wav"
-  for device in cpu cuda cuda; do
-    local start=$(date +%s.%N)
-    "$work/tingxie" transcribe --model "$work/model" --device "$device" --threads 16 --timings \
-      --beam-size 1 --temperature 0 --format text "$p2/fixtures/speech/long_90s.wav" > /dev/null
-    echo "$device: $(python3 -c "print(round($(date +%s.%N) - $start, 2))") s process wall"
+  local bench="$work/tingxie-bench --model $work/model --fixtures $p2/fixtures" s="$p2/fixtures/speech"
+  export TINGXIE_KERNEL_CACHE_DIR="$work/kernels"
+  rm -rf "$TINGXIE_KERNEL_CACHE_DIR" "$work/timings.jsonl"
+  echo "== exec -> first transcript of s04.wav (4.8 s), greedy"
+  echo "| kernel cache | seconds |"; echo "|---|---|"
+  echo "| empty | $(process_seconds --beam-size 1 "$s/s04.wav") |"
+  echo "| warm | $(process_seconds --beam-size 1 "$s/s04.wav") |"
+  echo "== parity, greedy, cuda"; timeout 240 $bench parity --device cuda --mode greedy $FILES || true
+  echo "== parity, beam 5, cuda"; timeout 240 $bench parity --device cuda --mode beam5 ${FILES/tone_noise_5s.wav/} || true
+  echo "== warmed-up real-time factor, long_90s.wav (per-file lines: kernels_compiled should be 0)"
+  for mode in "--beam-size 1" "--beam-size 5" "--beam-size 1 --batch-size 8"; do
+    echo "-- $mode"
+    timeout 240 "$work/tingxie" transcribe --model "$work/model" --device cuda --warm-up --timings $mode \
+      --format text "$s/long_90s.wav" "$s/long_90s.wav" 2>&1 >/dev/null | grep -E 'real_time_factor|warm_up' || echo "(stopped)"
   done
+  cat "$work/timings.jsonl" | grep -E 'file|warm' || true
 }
 
 "${1:?usage: gpu-check.sh bundle|stash|run|probe}"

@@ -127,6 +127,8 @@ pub fn warm_up(model: &AnyTranscriber, beam_size: usize, batch_size: usize) -> R
     for initial_prompt in prompts {
         model.transcribe(&silence, &DecodeOptions { beam_size: 1, initial_prompt, ..DecodeOptions::default() })?;
     }
+    // The temperature fallback's sampling rows (best_of).
+    model.transcribe(&silence, &DecodeOptions { temperatures: vec![0.5], ..DecodeOptions::default() })?;
     if beam_size > 1 {
         model.transcribe(&silence, &DecodeOptions { beam_size, ..DecodeOptions::default() })?;
     }

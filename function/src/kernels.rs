@@ -183,11 +183,11 @@ fn set_cubecl_config(dir: &Path, compile_log: &Path, autotune_log: &Path) {
         use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
 
         let mut config = CubeClRuntimeConfig::default();
-        config.autotune.cache = CacheConfig::File(dir.join("autotune"));
+        config.autotune.cache = CacheConfig::File(dir.to_path_buf());
         config.autotune.level = AutotuneLevel::Minimal;
         config.autotune.logger.level = AutotuneLogLevel::Minimal;
         config.autotune.logger.file = Some(autotune_log.to_path_buf());
-        config.compilation.cache = Some(CacheConfig::File(dir.join("compiled")));
+        config.compilation.cache = Some(CacheConfig::File(dir.to_path_buf()));
         config.compilation.logger.level = CompilationLogLevel::Basic;
         config.compilation.logger.file = Some(compile_log.to_path_buf());
         // CubeCL panics when its configuration was read before (a device already in use).

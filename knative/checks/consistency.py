@@ -355,10 +355,10 @@ def check_prewarm(rendered):
     check("gpu: DaemonSet fills the same hostPath", set(svc_host.values()) <= set(ds_host.values()),
           f"{svc_host} vs {ds_host}")
     cache_dir = senv.get("TINGXIE_CACHE_DIR", "?")
-    for k in ("TINGXIE_KERNEL_CACHE_DIR", "CUDA_CACHE_PATH"):
-        # TINGXIE_KERNEL_CACHE_DIR defaults to $TINGXIE_CACHE_DIR/kernels.
-        default = cache_dir + "/kernels" if k == "TINGXIE_KERNEL_CACHE_DIR" else ""
-        v = senv.get(k) or default
+    # TINGXIE_KERNEL_CACHE_DIR defaults to $TINGXIE_CACHE_DIR/kernels; tingxie puts the driver's
+    # cache (CUDA_CACHE_PATH) inside it unless the manifest sets one, which must be on the node.
+    kernel_dir = senv.get("TINGXIE_KERNEL_CACHE_DIR") or cache_dir + "/kernels"
+    for k, v in (("TINGXIE_KERNEL_CACHE_DIR", kernel_dir), ("CUDA_CACHE_PATH", senv.get("CUDA_CACHE_PATH") or kernel_dir)):
         check(f"gpu: {k} ({v}) is on the node-local cache", bool(v)
               and v.startswith(cache_dir + "/"))
     check("gpu: DaemonSet runs on the Service's nodes (nodeSelector, tolerations)",

@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use serde_json::Value;
+use tingxie::transcript::Transcript;
+
 use tingxie::device::{AnyTranscriber, CpuBackend, DeviceKind};
 use tingxie::whisper::Transcriber;
 
@@ -61,6 +64,55 @@ pub fn device_transcriber() -> &'static AnyTranscriber {
         eprintln!("device: {device}");
         AnyTranscriber::load(&model_dir(), device).expect("load model")
     })
+}
+
+/// A faster-whisper reference file of `../shared/fixtures/speech`.
+pub fn reference(name: &str) -> Value {
+    let path = fixtures().join("speech").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// Files decoded to the same samples as faster-whisper's FFmpeg: 16 kHz PCM WAV and FLAC.
+pub fn lossless_16k_files() -> Vec<String> {
+    read_tsv(&fixtures().join("speech/manifest.tsv"))
+        .into_iter()
+        .filter(|r| r["sample_rate"] == "16000" && r["channels"] == "1" && (r["codec"] == "pcm_s16le" || r["codec"] == "flac"))
+        .map(|r| r["file"].clone())
+        .collect()
+}
+
+/// Differences between our transcript and the reference entry of one file, empty when equal.
+pub fn differences(ours: &Transcript, expected: &Value) -> Vec<String> {
+    let expected = expected["segments"].as_array().unwrap();
+    let mut problems = Vec::new();
+    if ours.segments.len() != expected.len() {
+        problems.push(format!("{} segments, expected {}", ours.segments.len(), expected.len()));
+    }
+    for (s, e) in ours.segments.iter().zip(expected) {
+        let tokens: Vec<u32> = e["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+        if s.tokens != tokens {
+            let at = s.tokens.iter().zip(&tokens).position(|(a, b)| a != b).unwrap_or(s.tokens.len().min(tokens.len()));
+            problems.push(format!(
+                "segment {}: tokens differ from index {at}: ours {:?} vs {:?} ({:?} vs {:?})",
+                s.id,
+                &s.tokens[at..(at + 5).min(s.tokens.len())],
+                &tokens[at..(at + 5).min(tokens.len())],
+                s.text,
+                e["text"].as_str().unwrap()
+            ));
+            break;
+        }
+        if s.seek as u64 != e["seek"].as_u64().unwrap() {
+            problems.push(format!("segment {}: seek {} vs {}", s.id, s.seek, e["seek"]));
+        }
+        for (ours, key) in [(s.start, "start"), (s.end, "end")] {
+            let theirs = e[key].as_f64().unwrap();
+            if (ours - theirs).abs() > 0.0015 {
+                problems.push(format!("segment {}: {key} {ours:.3} vs {theirs:.3}", s.id));
+            }
+        }
+    }
+    problems
 }
 
 /// Rows of a tab-separated file with a header, as maps from column name to value.

@@ -6,7 +6,7 @@
 //! vectorised softmax over the block (in a per-thread scratch, reused across calls), one gemm
 //! for `P · v`. q, k, v and out are read/written in place through strides, so a fused
 //! `[batch, seq, 3d]` projection needs no split/transpose copies and the output lands with the
-//! heads already merged. Blocks of a few rows (decoding steps) skip gemm: see `cpu_attention_rows`.
+//! heads already merged. Blocks of a few rows (decoding steps) skip gemm: see `attention_rows.rs`.
 
 use gemm::{gemm, Parallelism};
 
@@ -101,7 +101,7 @@ pub struct Tuning {
     pub parallel_min: usize,
     /// Use the baseline (SSE2, no FMA) kernels even where AVX2+FMA exists: lets tests cover them.
     pub portable: bool,
-    /// Blocks of at most this many query rows skip gemm (`cpu_attention_rows`).
+    /// Blocks of at most this many query rows skip gemm (`attention_rows.rs`).
     pub few_rows: usize,
 }
 
