@@ -46,10 +46,9 @@ METRICS_DUMP = $(abspath $(TARGET_DIR))/e2e-metrics.txt
 TEST_ENV = TINGXIE_MOTO_SERVER=$(abspath $(VENV))/bin/moto_server TINGXIE_TEST_MODEL_DIR=$(abspath $(MODEL)) \
   TINGXIE_AZURITE=$(abspath $(VENV))/azurite/node_modules/.bin/azurite-blob
 # The parity and batched suites run twice: on the CPU kernels, and on the generic implementation
-# that every GPU runs (cpu-generic); tests/jit.rs runs it through wgpu on Mesa's software Vulkan,
-# with its kernel cache kept in the build folder.
+# that every GPU runs (cpu-generic); tests/jit.rs runs it through wgpu on Mesa's software Vulkan.
 test: system-test models venv
-	$(TEST_ENV) TINGXIE_TEST_KERNEL_CACHE=$(abspath $(TARGET_DIR))/test-kernels $(CARGO) test --release --workspace
+	$(TEST_ENV) $(CARGO) test --release --workspace
 	$(TEST_ENV) TINGXIE_TEST_DEVICE=cpu-generic $(CARGO) test --release --workspace --test parity --test batched
 	rm -f $(METRICS_DUMP)
 	$(TEST_ENV) TINGXIE_BIN=$(abspath $(TARGET_DIR))/release/tingxie TINGXIE_METRICS_DUMP=$(METRICS_DUMP) \

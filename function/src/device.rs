@@ -117,23 +117,23 @@ impl AnyTranscriber {
 }
 
 /// Runs the model once on every shape requests will use, so that a JIT backend compiles and
-/// tunes its kernels before the first request: greedy windows with no prompt and with prompts
-/// of each padded length (previous text), the fallback's sampling rows, beam search at
-/// `beam_size`, and a batch of `batch_size` windows.
+/// tunes its kernels before the first request: greedy windows with and without a prompt
+/// (previous text), the fallback's sampling rows, beam search at `beam_size`, and a batch of
+/// `batch_size` windows.
 pub fn warm_up(model: &AnyTranscriber, beam_size: usize, batch_size: usize) -> Result<()> {
     let silence = vec![0.0f32; crate::audio::SAMPLE_RATE as usize];
-    // Prompts of about 5, 40 and 150 tokens: one per padded prompt length of the decoder.
-    let prompts = [None, Some(5), Some(40), Some(150)].map(|words| words.map(|n| "warm up ".repeat(n / 2)));
-    for initial_prompt in prompts {
-        model.transcribe(&silence, &DecodeOptions { beam_size: 1, initial_prompt, ..DecodeOptions::default() })?;
+    // A few tokens per window: every step after the first has the shapes of the first.
+    let short = DecodeOptions { max_new_tokens: Some(3), temperatures: vec![0.0], ..DecodeOptions::default() };
+    for initial_prompt in [None, Some("warm up".to_string())] {
+        model.transcribe(&silence, &DecodeOptions { beam_size: 1, initial_prompt, ..short.clone() })?;
     }
     // The temperature fallback's sampling rows (best_of).
-    model.transcribe(&silence, &DecodeOptions { temperatures: vec![0.5], ..DecodeOptions::default() })?;
+    model.transcribe(&silence, &DecodeOptions { beam_size: 1, temperatures: vec![0.5], ..short.clone() })?;
     if beam_size > 1 {
-        model.transcribe(&silence, &DecodeOptions { beam_size, ..DecodeOptions::default() })?;
+        model.transcribe(&silence, &DecodeOptions { beam_size, ..short.clone() })?;
     }
     if batch_size > 0 {
-        model.transcribe(&silence, &DecodeOptions { batch_size, ..DecodeOptions::greedy() })?;
+        model.transcribe(&silence, &DecodeOptions { beam_size: 1, batch_size, ..short })?;
     }
     Ok(())
 }

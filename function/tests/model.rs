@@ -164,7 +164,7 @@ fn cpu_kernels_and_generic_implementation_agree_layer_by_layer() {
             assert!(diff < 2e-3, "{what}, row {row}: max |kernels - generic| = {diff}");
         }
     };
-    // A prompt of previous text (padded to 16 positions by the generic implementation).
+    // A prompt of previous text (padded to 256 positions by the generic implementation).
     let prompt: Vec<u32> = vec![kernels.tokenizer.specials.sot_prev, 400, 318, 257, 1332, sot];
     compare("prompt", one.feed_prompt(&prompt, Some(prompt.len() - 1)).unwrap(), two.feed_prompt(&prompt, Some(prompt.len() - 1)).unwrap());
     let mut tokens = vec![50363u32];

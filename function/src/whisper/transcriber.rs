@@ -237,7 +237,7 @@ impl<B: WhisperBackend> Transcriber<B> {
         let n_ctx = self.model.config.n_text_ctx;
         SearchSettings {
             rules,
-            max_len: (n_ctx / 2).min(n_ctx.saturating_sub(prompt.len() - 1)),
+            max_len: (n_ctx / 2).min(n_ctx.saturating_sub(prompt.len() - 1)).min(options.max_new_tokens.unwrap_or(usize::MAX)),
             length_penalty: options.length_penalty,
         }
     }

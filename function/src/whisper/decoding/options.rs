@@ -42,6 +42,9 @@ pub struct DecodeOptions {
     pub without_timestamps: bool,
     /// Seed of the sampler used at temperatures above 0.
     pub seed: u64,
+    /// Most tokens decoded per window (faster-whisper's `max_new_tokens`); None: up to half the
+    /// text context (224).
+    pub max_new_tokens: Option<usize>,
     /// 0: windows one after another, each prompted by the text before it (faster-whisper's
     /// `transcribe`, token for token). N: independent windows cut at pauses, N encoded and
     /// decoded at once (faster-whisper's `BatchedInferencePipeline`; no previous-text prompt).
@@ -68,6 +71,7 @@ impl Default for DecodeOptions {
             max_initial_timestamp: 1.0,
             without_timestamps: false,
             seed: 0,
+            max_new_tokens: None,
             batch_size: 0,
         }
     }
@@ -95,6 +99,9 @@ impl DecodeOptions {
         }
         if self.batch_size > 64 {
             return bad("batch_size", "must be between 0 (sequential windows) and 64");
+        }
+        if self.max_new_tokens == Some(0) {
+            return bad("max_new_tokens", "must be at least 1");
         }
         if !(0.0..=30.0).contains(&self.max_initial_timestamp) {
             return bad("max_initial_timestamp", "must be between 0 and 30 seconds");

@@ -12,9 +12,11 @@ use crate::whisper::backend::{upload, Rows, WhisperBackend};
 use crate::whisper::config::WhisperConfig;
 use crate::whisper::weights::TensorSource;
 
-/// Prompt lengths a fixed-shape backend pads to (the longest prompt is 224 tokens of previous
-/// text plus the start sequence): one set of kernels per length, not per prompt.
-const PROMPT_LENGTHS: [usize; 3] = [16, 64, 256];
+/// The length a fixed-shape backend pads every prompt to (the longest is 224 tokens of previous
+/// text plus the start sequence): one set of kernels for all prompts. Each length costs a set
+/// of compiled and tuned kernels (minutes on the first pod of a node), while the padding costs
+/// a GPU next to nothing: one pass over 256 positions per window.
+const PROMPT_LENGTH: usize = 256;
 
 #[derive(Debug, Clone)]
 struct DecoderBlock<B: WhisperBackend> {
@@ -137,14 +139,14 @@ impl<B: WhisperBackend> Decoder<B> {
         self.norm.forward(x)
     }
 
-    /// On a fixed-shape backend: `tokens` with every row's last token repeated to a prompt
-    /// length of [`PROMPT_LENGTHS`], and copies of the last row up to the state's device rows.
+    /// On a fixed-shape backend: `tokens` with every row's last token repeated to
+    /// [`PROMPT_LENGTH`], and copies of the last row up to the state's device rows.
     fn pad(&self, tokens: &[u32], batch: usize, n: usize, state: &DecoderState<B>) -> (Vec<u32>, usize) {
         if !B::FIXED_SHAPES {
             return (tokens.to_vec(), n);
         }
         let room = self.n_text_ctx - state.len;
-        let padded = if n == 1 { 1 } else { PROMPT_LENGTHS.into_iter().find(|&p| p >= n).unwrap_or(n).min(room).max(n) };
+        let padded = if n == 1 { 1 } else { PROMPT_LENGTH.min(room).max(n) };
         let mut out: Vec<u32> = tokens.chunks(n).flat_map(|row| row.iter().copied().chain(std::iter::repeat_n(row[n - 1], padded - n))).collect();
         let last_row = out[(batch - 1) * padded..].to_vec();
         for _ in batch..state.rows {
