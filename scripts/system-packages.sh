@@ -8,12 +8,17 @@
 set -euo pipefail
 packages=(cmake pkg-config zlib1g-dev)
 if [ "${1:-build}" = test ]; then
-  packages+=(mesa-vulkan-drivers libvulkan1 nodejs npm)
+  packages+=(mesa-vulkan-drivers libvulkan1)
 fi
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# Any Node.js with npm will do (NodeSource's nodejs, for one, brings npm and conflicts with
+# Debian's npm package).
+if [ "${1:-build}" = test ] && ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 [ "${#missing[@]}" -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing Debian packages: ${missing[*]}" >&2
