@@ -19,8 +19,11 @@ system:
 system-test:
 	scripts/system-packages.sh test
 
+# One build for every target: the workspace with its tests, so `make run` after `make test` (or
+# the reverse) compiles no dependency again (`-p tingxie` or `--bins` alone would resolve other
+# features and rebuild most of them).
 build: system
-	$(CARGO) build --release
+	$(CARGO) test --release --workspace --no-run
 
 # Python tools for the tests and the benchmark peer (tests/requirements.txt), and Azurite (the
 # Azure Storage emulator, from npm) for the Azure event tests.
@@ -58,22 +61,20 @@ test: system-test models venv
 # cache from a file:// URI; the folder $(DATA) is the object store (audio in $(DATA)/in/,
 # transcripts written to $(DATA)/transcripts/). PORT defaults to 8080.
 DATA ?= data
-run: system $(MODEL)/model.bin
+run: build $(MODEL)/model.bin
 	mkdir -p $(DATA)/in
-	$(CARGO) build --release -p tingxie
 	TINGXIE_MODEL=$${TINGXIE_MODEL:-file://$(abspath $(MODEL))/} \
 	TINGXIE_CACHE_DIR=$${TINGXIE_CACHE_DIR:-$(abspath .tingxie-cache)} \
 	TINGXIE_ALLOWED_SOURCES=$${TINGXIE_ALLOWED_SOURCES:-file://$(abspath $(DATA))/} \
 	  $(TARGET_DIR)/release/tingxie serve
 
 # One file through the CLI, no server.
-transcribe: $(MODEL)/model.bin
-	$(CARGO) run --release -- transcribe --model $(MODEL) --format verbose_json $(AUDIO)
+transcribe: build $(MODEL)/model.bin
+	$(TARGET_DIR)/release/tingxie transcribe --model $(MODEL) --format verbose_json $(AUDIO)
 
 # tingxie and faster-whisper 1.2.1 side by side on the same files and settings (BENCHMARKS.md).
-bench: models venv
-	$(CARGO) build --release --bins
-	$(CARGO) run --release --bin tingxie-bench -- --model $(MODEL) --fixtures $(SHARED)/fixtures versus --threads $${THREADS:-2} --python $(VENV)/bin/python --reps $${REPS:-1}
+bench: build models venv
+	$(TARGET_DIR)/release/tingxie-bench --model $(MODEL) --fixtures $(SHARED)/fixtures versus --threads $${THREADS:-2} --python $(VENV)/bin/python --reps $${REPS:-1}
 
 # Load test (loadtest/README.md): http, openai and events scenarios against a tingxie started
 # here (events through moto), report in target/loadtest/load. CONCURRENCY, RATE (open loop),
@@ -81,8 +82,7 @@ bench: models venv
 TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)
 LOADTEST = $(TARGET_DIR)/release/tingxie-loadtest
 LOAD_MODEL = $(if $(RATE),--rate $(RATE),--concurrency $${CONCURRENCY:-2})
-loadtest: models venv
-	$(CARGO) build --release -p tingxie -p tingxie-loadtest
+loadtest: build models venv
 	$(LOADTEST) run --spawn $(TARGET_DIR)/release/tingxie --model $(MODEL) --threads $${THREADS:-2} \
 	  --scenario $${SCENARIOS:-http,openai,events} --moto $(VENV)/bin/moto_server --audio $(SHARED)/fixtures/speech \
 	  $(LOAD_MODEL) --warmup $${WARMUP:-10s} --duration $${DURATION:-60s} \
@@ -94,8 +94,7 @@ soak:
 
 # Scale from zero, side by side with faster-whisper: the model pulled from moto into an empty
 # node cache, then from a warm one; REPS repetitions; report in target/loadtest/coldstart.
-coldstart: models venv
-	$(CARGO) build --release -p tingxie -p tingxie-loadtest
+coldstart: build models venv
 	$(LOADTEST) coldstart --server $(TARGET_DIR)/release/tingxie --model $(MODEL) \
 	  --model-uri s3://models/whisper-tiny-en/ --upload-model --moto $(VENV)/bin/moto_server \
 	  --reps $${REPS:-10} --threads $${THREADS:-2} --peer faster-whisper --python $(VENV)/bin/python \
