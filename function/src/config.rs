@@ -76,7 +76,8 @@ pub struct ServeConfig {
     #[arg(long, env = "TINGXIE_HTTP_WORKERS", default_value_t = 2)]
     pub http_workers: usize,
     /// Log filter (tracing EnvFilter syntax).
-    #[arg(long, env = "TINGXIE_LOG", default_value = "info")]
+    /// (CubeCL logs every autotune run at info: its counts are in /metrics instead.)
+    #[arg(long, env = "TINGXIE_LOG", default_value = "info,cubecl_runtime=warn")]
     pub log: String,
 }
 
