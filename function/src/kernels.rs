@@ -105,24 +105,8 @@ fn occurrences(path: &Path, needle: &str) -> u64 {
 
 fn set_up(root: &Path, device: DeviceKind) -> Kernels {
     let folder = root.join(gpu_model(device)).join(concat!("tingxie-", env!("CARGO_PKG_VERSION")));
-    let private = || std::env::temp_dir().join(format!("tingxie-kernels-{}", std::process::id()));
-    let (role, lock) = match claim(&folder) {
-        Ok(Some(lock)) => (CacheRole::Writer(folder.clone()), Some(lock)),
-        Ok(None) => {
-            let copy = private();
-            match copy_tree(&folder, &copy) {
-                Ok(()) => (CacheRole::Reader { node: folder.clone(), copy }, None),
-                Err(e) => {
-                    tracing::warn!(cache = %folder.display(), error = %e, "cannot copy the node's kernel cache; compiling into a private folder");
-                    (CacheRole::Private(copy), None)
-                }
-            }
-        }
-        Err(e) => {
-            tracing::warn!(cache = %folder.display(), error = %e, "kernel cache not writable; compiling into a private folder");
-            (CacheRole::Private(private()), None)
-        }
-    };
+    let private = std::env::temp_dir().join(format!("tingxie-kernels-{}", std::process::id()));
+    let (role, lock) = choose_role(&folder, &private);
     let dir = match &role {
         CacheRole::Writer(dir) | CacheRole::Private(dir) | CacheRole::Reader { copy: dir, .. } => dir.clone(),
     };
@@ -144,6 +128,25 @@ fn set_up(root: &Path, device: DeviceKind) -> Kernels {
     }
     tracing::info!(role = ?role, "kernel cache");
     Kernels { role, compile_log, autotune_log, _lock: lock }
+}
+
+/// The writer of `folder` (with its lock), a reader working on a copy of it in `private`, or,
+/// when `folder` cannot be used, `private` alone. Never fails: a cache is an optimisation.
+fn choose_role(folder: &Path, private: &Path) -> (CacheRole, Option<File>) {
+    match claim(folder) {
+        Ok(Some(lock)) => (CacheRole::Writer(folder.to_path_buf()), Some(lock)),
+        Ok(None) => match copy_tree(folder, private) {
+            Ok(()) => (CacheRole::Reader { node: folder.to_path_buf(), copy: private.to_path_buf() }, None),
+            Err(e) => {
+                tracing::warn!(cache = %folder.display(), error = %e, "cannot copy the node's kernel cache; compiling into a private folder");
+                (CacheRole::Private(private.to_path_buf()), None)
+            }
+        },
+        Err(e) => {
+            tracing::warn!(cache = %folder.display(), error = %e, "kernel cache not writable; compiling into a private folder");
+            (CacheRole::Private(private.to_path_buf()), None)
+        }
+    }
 }
 
 /// Creates `folder` and takes its writer lock: `Some` when this process is the writer.
@@ -222,5 +225,47 @@ fn nvidia_model() -> Option<String> {
         0 => None,
         1 => models.pop(),
         _ => Some("mixed-gpus".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_writer_per_folder_the_others_copy_and_an_unusable_folder_is_private() {
+        let base = std::env::temp_dir().join(format!("tingxie-kernel-roles-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (folder, private) = (base.join("node/gpu/tingxie-x"), base.join("private"));
+
+        let (first, lock) = choose_role(&folder, &base.join("unused"));
+        assert_eq!(first, CacheRole::Writer(folder.clone()));
+        std::fs::create_dir_all(folder.join("autotune/0.10.0")).unwrap();
+        std::fs::write(folder.join("autotune/0.10.0/matmul.json.log"), "tuned").unwrap();
+
+        // While the writer holds its lock, another process reads a copy (the lock is per open
+        // file, so a second open in this process stands for another process).
+        let (second, none) = choose_role(&folder, &private);
+        assert_eq!(second, CacheRole::Reader { node: folder.clone(), copy: private.clone() });
+        assert!(none.is_none());
+        assert_eq!(std::fs::read_to_string(private.join("autotune/0.10.0/matmul.json.log")).unwrap(), "tuned");
+        assert!(!private.join("writer.lock").exists());
+
+        // The writer gone, the next process writes.
+        drop(lock);
+        assert_eq!(choose_role(&folder, &private).0, CacheRole::Writer(folder.clone()));
+
+        // A folder that cannot be created (below a file): private, no panic.
+        let blocked = base.join("a-file");
+        std::fs::write(&blocked, "").unwrap();
+        assert_eq!(choose_role(&blocked.join("gpu"), &private).0, CacheRole::Private(private.clone()));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn gpu_folder_names_are_safe_path_segments() {
+        assert_eq!(gpu_model(DeviceKind::Wgpu), "wgpu");
+        let name = gpu_model(DeviceKind::Cuda(0));
+        assert!(!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'), "{name}");
     }
 }
