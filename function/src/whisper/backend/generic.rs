@@ -112,6 +112,7 @@ impl<B: Backend> Embedding<B> {
     }
 }
 
+/// Token ids, positions or row indices as an index tensor.
 pub fn int_tensor<B: Backend>(values: &[u32], device: &B::Device) -> Tensor<B, 1, Int> {
     let data: Vec<i32> = values.iter().map(|&v| v as i32).collect();
     Tensor::from_data(TensorData::new(data, [values.len()]), device)
@@ -137,6 +138,7 @@ pub fn cross_attention<B: Backend>(q: Tensor<B, 4>, (k, v): &KeyValue<B>) -> Ten
     attention(q, k.clone(), v.clone(), None)
 }
 
+/// Keeps rows `indices` (in that order, repeats allowed) of keys and values.
 pub fn select_rows<B: Backend>((k, v): &mut KeyValue<B>, indices: &Tensor<B, 1, Int>) {
     *k = k.clone().select(0, indices.clone());
     *v = v.clone().select(0, indices.clone());
