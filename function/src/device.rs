@@ -123,17 +123,17 @@ impl AnyTranscriber {
 pub fn warm_up(model: &AnyTranscriber, beam_size: usize, batch_size: usize) -> Result<()> {
     let silence = vec![0.0f32; crate::audio::SAMPLE_RATE as usize];
     // A few tokens per window: every step after the first has the shapes of the first.
-    let short = DecodeOptions { max_new_tokens: Some(3), temperatures: vec![0.0], ..DecodeOptions::default() };
+    let short = DecodeOptions { max_new_tokens: Some(3), ..DecodeOptions::greedy() };
     for initial_prompt in [None, Some("warm up".to_string())] {
-        model.transcribe(&silence, &DecodeOptions { beam_size: 1, initial_prompt, ..short.clone() })?;
+        model.transcribe(&silence, &DecodeOptions { initial_prompt, ..short.clone() })?;
     }
     // The temperature fallback's sampling rows (best_of).
-    model.transcribe(&silence, &DecodeOptions { beam_size: 1, temperatures: vec![0.5], ..short.clone() })?;
+    model.transcribe(&silence, &DecodeOptions { temperatures: vec![0.5], ..short.clone() })?;
     if beam_size > 1 {
         model.transcribe(&silence, &DecodeOptions { beam_size, ..short.clone() })?;
     }
     if batch_size > 0 {
-        model.transcribe(&silence, &DecodeOptions { beam_size: 1, batch_size, ..short })?;
+        model.transcribe(&silence, &DecodeOptions { batch_size, ..short })?;
     }
     Ok(())
 }

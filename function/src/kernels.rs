@@ -58,13 +58,10 @@ struct Kernels {
 
 static KERNELS: OnceLock<Kernels> = OnceLock::new();
 
-/// `TINGXIE_KERNEL_CACHE_DIR`, else `$TINGXIE_CACHE_DIR/kernels`, else the node cache's default.
+/// `kernels` in the node's model cache (`TINGXIE_CACHE_DIR`): where `TINGXIE_KERNEL_CACHE_DIR`
+/// points when it is not set.
 pub fn default_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("TINGXIE_KERNEL_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let cache = std::env::var_os("TINGXIE_CACHE_DIR").filter(|d| !d.is_empty()).unwrap_or_else(|| "/var/cache/tingxie".into());
-    PathBuf::from(cache).join("kernels")
+    tingxie_model_cache::CacheConfig::from_env().cache_dir.join("kernels")
 }
 
 /// Points CubeCL at the kernel cache under `root` for `device` and turns the counters on.
@@ -86,11 +83,10 @@ pub fn counts() -> Option<KernelCounts> {
 /// [`counts`] once they stop changing: after CubeCL's logger thread has written what it was
 /// sent (up to half a second).
 pub fn settled_counts() -> Option<KernelCounts> {
-    let read = counts;
-    let mut last = read()?;
+    let mut last = counts()?;
     for _ in 0..20 {
         std::thread::sleep(Duration::from_millis(25));
-        let now = read()?;
+        let now = counts()?;
         if now == last {
             break;
         }

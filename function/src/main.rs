@@ -165,7 +165,7 @@ fn transcribe(args: TranscribeArgs) -> ExitCode {
         eprintln!("{}", serde_json::json!({"model": args.model, "device": args.device.to_string(), "load_s": load_start.elapsed().as_secs_f64()}));
     }
     if args.warm_up {
-        let (start, before) = (Instant::now(), tingxie::kernels::settled_counts());
+        let (start, before) = (Instant::now(), args.timings.then(tingxie::kernels::settled_counts).flatten());
         if let Err(e) = device::warm_up(&model, options.beam_size, options.batch_size) {
             eprintln!("tingxie: warm-up failed: {e}");
             return ExitCode::FAILURE;
@@ -177,7 +177,7 @@ fn transcribe(args: TranscribeArgs) -> ExitCode {
     let mut failed = false;
     for file in &args.files {
         let start = Instant::now();
-        let kernels_before = tingxie::kernels::settled_counts();
+        let kernels_before = args.timings.then(tingxie::kernels::settled_counts).flatten();
         let result = tingxie::audio::decode_file(file).and_then(|samples| {
             let decoded = start.elapsed().as_secs_f64();
             let transcript = model.transcribe(&samples, &options)?;

@@ -67,9 +67,9 @@ impl<B: WhisperBackend> Transcriber<B> {
             let mut frames: Vec<f32> = group.iter().flat_map(|w| mel.window(w.start, w.len())).collect();
             if B::FIXED_SHAPES {
                 // Every batch as large as the first: the last window again, its results unread.
-                let last = mel.window(group[group.len() - 1].start, group[group.len() - 1].len());
+                let window = frames.len() / group.len();
                 for _ in group.len()..options.batch_size {
-                    frames.extend_from_slice(&last);
+                    frames.extend_from_within(frames.len() - window..);
                 }
             }
             let encoded = self.encode_windows(frames);

@@ -8,11 +8,9 @@ use burn::tensor::module::{attention as burn_attention, conv1d, linear};
 use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 
-use super::upload;
+use super::{upload, LAYER_NORM_EPS};
 use crate::error::Result;
 use crate::whisper::weights::TensorSource;
-
-const LAYER_NORM_EPS: f32 = 1e-5;
 
 /// Keys and values, `[rows, heads, positions, head_dim]` each.
 pub type KeyValue<B> = (Tensor<B, 4>, Tensor<B, 4>);

@@ -18,6 +18,9 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::error::Result;
 use crate::whisper::weights::{HostTensor, TensorSource};
 
+/// Whisper's layer-norm epsilon.
+pub(crate) const LAYER_NORM_EPS: f32 = 1e-5;
+
 /// The token embedding's name in a checkpoint (`[vocab, d]`).
 pub(crate) const EMBEDDING: &str = "decoder/embeddings/weight";
 

@@ -16,12 +16,10 @@ use burn::tensor::{Int, Tensor, TensorData};
 use burn_flex::FlexDevice;
 
 use super::generic::{self, KeyValue};
-use super::{Rows, WhisperBackend, EMBEDDING};
+use super::{Rows, WhisperBackend, EMBEDDING, LAYER_NORM_EPS};
 use crate::error::Result;
 use crate::whisper::weights::TensorSource;
 use host_matrix::HostMatrix;
-
-const LAYER_NORM_EPS: f32 = 1e-5;
 
 /// A linear layer on Flex.
 #[derive(Debug, Clone)]
@@ -142,9 +140,9 @@ impl WhisperBackend for Flex {
         ops::split_key_value(&kv, heads).unwrap_or_else(|| generic::memory(kv, heads))
     }
 
-    fn cross_attention(q: Tensor<Flex, 4>, (k, v): &KeyValue<Flex>) -> Tensor<Flex, 3> {
+    fn cross_attention(q: Tensor<Flex, 4>, memory: &KeyValue<Flex>) -> Tensor<Flex, 3> {
         // The kernel reads the memory's one row for every beam.
-        ops::attention(&q, k, v, false).unwrap_or_else(|| generic::cross_attention(q, &(k.clone(), v.clone())))
+        ops::attention(&q, &memory.0, &memory.1, false).unwrap_or_else(|| generic::cross_attention(q, memory))
     }
 
     fn select_memory(memory: &mut KeyValue<Flex>, indices: &Tensor<Flex, 1, Int>) {

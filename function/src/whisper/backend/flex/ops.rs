@@ -54,25 +54,23 @@ pub(super) fn tensor_of<const D: usize>(values: Vec<f32>, shape: [usize; D], dev
     Tensor::from_data(TensorData::new(values, shape), device)
 }
 
-/// Applies `f` to every value: in place when `t` owns its buffer, else into a new one.
-fn map_values<const D: usize>(t: Tensor<Flex, D>, f: fn(&mut [f32])) -> Tensor<Flex, D> {
-    let mut flex = match into_flex(t) {
-        Ok(flex) => flex,
-        Err(quantized) => return burn::tensor::activation::gelu(quantized),
-    };
+/// Applies `f` to every value: in place when `t` owns its buffer, else into a new one; a
+/// quantized tensor is handed back.
+fn map_values<const D: usize>(t: Tensor<Flex, D>, f: fn(&mut [f32])) -> Result<Tensor<Flex, D>, Tensor<Flex, D>> {
+    let mut flex = into_flex(t)?;
     let in_place = flex.is_contiguous() && flex.layout().start_offset() == 0 && flex.dtype() == DType::F32;
     if in_place {
         let n = flex.layout().num_elements();
         if let Some(values) = flex.try_storage_mut::<f32>() {
             in_chunks(&mut values[..n], f);
-            return from_flex(flex);
+            return Ok(from_flex(flex));
         }
     }
     let tensor: Tensor<Flex, D> = from_flex(flex);
     let (shape, device) = (tensor.dims(), tensor.device());
     let mut values = tensor.into_data().convert::<f32>().into_vec::<f32>().expect("f32 values");
     in_chunks(&mut values, f);
-    tensor_of(values, shape, &device)
+    Ok(tensor_of(values, shape, &device))
 }
 
 fn in_chunks(values: &mut [f32], f: fn(&mut [f32])) {
@@ -111,7 +109,7 @@ pub fn split_key_value(kv: &Tensor<Flex, 3>, heads: usize) -> Option<(Tensor<Fle
 
 /// `0.5 x (1 + erf(x / √2))`, the exact GELU Whisper uses.
 pub fn gelu<const D: usize>(x: Tensor<Flex, D>) -> Tensor<Flex, D> {
-    map_values(x, gelu_fn())
+    map_values(x, gelu_fn()).unwrap_or_else(burn::tensor::activation::gelu)
 }
 
 /// Layer normalisation of `x` `[.., d]` over its last axis with `gamma`, `beta` `[d]`.
