@@ -39,6 +39,10 @@ pub struct ServeConfig {
     /// bucket under `transcripts/`. Otherwise `{output}/{bucket}/{key}.{json,txt,srt,vtt}`.
     #[arg(long, env = "TINGXIE_OUTPUT", default_value = "")]
     pub output: String,
+    /// Comma-separated URI prefixes under which a request's own `output` may write
+    /// (TINGXIE_OUTPUT is always allowed). Empty: requests cannot choose where transcripts go.
+    #[arg(long, env = "TINGXIE_ALLOWED_OUTPUTS", default_value = "", value_delimiter = ',')]
+    pub allowed_outputs: Vec<String>,
     /// Comma-separated URI prefixes that events and requests may name as sources
     /// (`s3://uploads/,gs://bucket/audio/`); `*` allows any. Empty: no stored sources.
     #[arg(long, env = "TINGXIE_ALLOWED_SOURCES", default_value = "", value_delimiter = ',')]
@@ -46,7 +50,17 @@ pub struct ServeConfig {
     /// Largest request body and largest source object, in bytes (413 beyond).
     #[arg(long, env = "TINGXIE_MAX_BODY_BYTES", default_value_t = 100 * 1024 * 1024)]
     pub max_body_bytes: u64,
-    /// Longest audio accepted, in seconds (413 beyond).
+    /// Seconds a client has to send its whole request body, counted from when the body is
+    /// first read; past it the request gets 408 and frees its queue place.
+    #[arg(long, env = "TINGXIE_BODY_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub body_timeout_seconds: u64,
+    /// Bytes that all request bodies held in memory may take together, JSON bodies counted
+    /// twice (parsing holds a second copy); 429 past it. Never less than one largest event,
+    /// read and parsed (twice the event body limit).
+    #[arg(long, env = "TINGXIE_BODY_MEMORY_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub body_memory_bytes: u64,
+    /// Longest audio accepted, in seconds (413 beyond), enforced while decoding: from the
+    /// duration the container declares, else by counting samples.
     #[arg(long, env = "TINGXIE_MAX_AUDIO_SECONDS", default_value_t = 7200.0)]
     pub max_audio_seconds: f64,
     /// Requests that may wait for the engine while it computes one; more get 429.
@@ -61,9 +75,10 @@ pub struct ServeConfig {
     /// cut at pauses, N encoded and decoded at once (faster-whisper's batched pipeline).
     #[arg(long, env = "TINGXIE_BATCH_SIZE", default_value_t = 0)]
     pub batch_size: usize,
-    /// Seconds another instance's claim on a source version is honoured (a delivery meanwhile
-    /// gets 503 + Retry-After); an older claim is taken over, its owner presumed dead.
-    #[arg(long, env = "TINGXIE_CLAIM_SECONDS", default_value_t = 900)]
+    /// Lease of a claim on a source version: its owner renews it every third of this while it
+    /// works, and a delivery meanwhile gets 503 + Retry-After; a claim not renewed for this
+    /// long (or left by an earlier process of this pod) is taken over, its owner dead.
+    #[arg(long, env = "TINGXIE_CLAIM_SECONDS", default_value_t = 30)]
     pub claim_seconds: u64,
     /// Seconds that in-flight work may take to finish after SIGTERM.
     #[arg(long, env = "TINGXIE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
@@ -87,6 +102,12 @@ impl ServeConfig {
             let trimmed = self.model.trim_end_matches('/');
             trimmed.rsplit('/').next().unwrap_or(trimmed).to_string()
         })
+    }
+
+    /// Largest `POST /` body: events carry inline audio as base64, a third larger than the
+    /// audio limit.
+    pub fn event_body_limit(&self) -> u64 {
+        self.max_body_bytes / 3 * 4 + 64 * 1024
     }
 
     pub fn kernel_cache_dir(&self) -> PathBuf {

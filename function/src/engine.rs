@@ -21,8 +21,26 @@ use crate::startup::Phases;
 use crate::transcript::Transcript;
 use crate::whisper::DecodeOptions;
 
-/// A place in the engine's queue. Dropping it frees the place.
-pub struct Permit(#[allow(dead_code)] OwnedSemaphorePermit);
+/// A place in the engine's queue, and what else the request holds while it has one (its
+/// body's share of the memory budget). Dropping it frees them all.
+pub struct Permit {
+    _place: OwnedSemaphorePermit,
+    held: Vec<Box<dyn Send + Sync>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Permit {
+    /// Keeps `other` (a reservation freed on drop) until this place is freed.
+    pub fn hold(&mut self, other: impl Send + Sync + 'static) {
+        self.held.push(Box::new(other));
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.metrics.places_held.dec();
+    }
+}
 
 /// A transcript and where the time went.
 pub struct Done {
@@ -106,14 +124,18 @@ impl Engine {
             return refuse("not_ready", Error::Unavailable("the model is still loading".into()));
         }
         match self.admission.clone().try_acquire_owned() {
-            Ok(permit) => Ok(Permit(permit)),
+            Ok(place) => {
+                self.metrics.places_held.inc();
+                Ok(Permit { _place: place, held: Vec::new(), metrics: self.metrics.clone() })
+            }
             Err(_) => refuse("queue_full", Error::Busy("the transcription queue is full".into())),
         }
     }
 
-    /// Transcribes on the engine thread. If the caller stops waiting, or `wanted` says its
-    /// client went away, the job is dropped before compute.
-    pub async fn transcribe(&self, permit: Permit, samples: Vec<f32>, options: DecodeOptions, wanted: Option<StillWanted>) -> Result<Done> {
+    /// Transcribes on the engine thread, in the queue place `_permit` holds (a request's jobs
+    /// run one after another in it). If the caller stops waiting, or `wanted` says its client
+    /// went away, the job is dropped before compute.
+    pub async fn transcribe(&self, _permit: &Permit, samples: Vec<f32>, options: DecodeOptions, wanted: Option<StillWanted>) -> Result<Done> {
         let (reply, done) = oneshot::channel();
         self.metrics.queue_depth.inc();
         let job = Job { samples, options, enqueued: Instant::now(), reply, wanted };
@@ -121,9 +143,7 @@ impl Engine {
             self.metrics.queue_depth.dec();
             return Err(Error::Device("the engine has stopped".into()));
         }
-        let result = done.await.unwrap_or_else(|_| Err(Error::Device("the engine dropped the job".into())));
-        drop(permit);
-        result
+        done.await.unwrap_or_else(|_| Err(Error::Device("the engine dropped the job".into())))
     }
 
     fn run(self, config: ServeConfig, mut phases: Phases, jobs: mpsc::Receiver<Job>) {
@@ -148,12 +168,15 @@ impl Engine {
             self.metrics.queue_depth.dec();
             if job.reply.is_closed() || job.wanted.as_ref().is_some_and(|wanted| !wanted()) {
                 self.metrics.cancelled.inc();
+                let _ = job.reply.send(Err(Error::ClientGone("before its audio was transcribed".into())));
                 continue;
             }
             let queue_wait = job.enqueued.elapsed();
             let started = Instant::now();
+            self.metrics.engine_busy.set(1);
             let result = panic::catch_unwind(AssertUnwindSafe(|| model.transcribe(&job.samples, &job.options)))
                 .unwrap_or_else(|_| Err(Error::Device("the model panicked on this input".into())));
+            self.metrics.engine_busy.set(0);
             let compute = started.elapsed();
             self.record(&job.samples, queue_wait, compute);
             self.count_kernels();

@@ -32,9 +32,18 @@ pub enum Error {
     /// A body, object or recording is over a configured limit.
     #[error("too large: {0}")]
     TooLarge(String),
-    /// The source is not in TINGXIE_ALLOWED_SOURCES.
+    /// The source is not in TINGXIE_ALLOWED_SOURCES (or resolves, through a link, outside it).
     #[error("source not allowed: {0}")]
     Forbidden(String),
+    /// The output is not in TINGXIE_ALLOWED_OUTPUTS or under TINGXIE_OUTPUT.
+    #[error("output not allowed: {0}")]
+    OutputForbidden(String),
+    /// The client did not send its whole body in time (TINGXIE_BODY_TIMEOUT_SECONDS).
+    #[error("request timeout: {0}")]
+    BodyTimeout(String),
+    /// The client hung up before its answer was ready; nobody reads this error.
+    #[error("client closed the connection: {0}")]
+    ClientGone(String),
     /// The source object does not exist.
     #[error("not found: {0}")]
     NotFound(String),
@@ -72,6 +81,9 @@ impl Error {
             Error::UnsupportedMediaType(m) => Error::UnsupportedMediaType(m.clone()),
             Error::TooLarge(m) => Error::TooLarge(m.clone()),
             Error::Forbidden(m) => Error::Forbidden(m.clone()),
+            Error::OutputForbidden(m) => Error::OutputForbidden(m.clone()),
+            Error::BodyTimeout(m) => Error::BodyTimeout(m.clone()),
+            Error::ClientGone(m) => Error::ClientGone(m.clone()),
             Error::NotFound(m) => Error::NotFound(m.clone()),
             Error::Store { message, retryable } => Error::Store { message: message.clone(), retryable: *retryable },
             Error::Busy(m) => Error::Busy(m.clone()),
@@ -81,6 +93,22 @@ impl Error {
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
+    }
+}
+
+/// Input quoted in a message: at most [`QUOTE_CHARS`] characters of it, so that a huge field
+/// never comes back whole in an error body or a log line.
+pub fn quote(input: &str) -> String {
+    bounded(&format!("{input:?}"), QUOTE_CHARS)
+}
+
+pub const QUOTE_CHARS: usize = 80;
+
+/// `text` cut to at most `limit` characters, saying how much was left out.
+pub fn bounded(text: &str, limit: usize) -> String {
+    match text.char_indices().nth(limit) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}… ({} more bytes)", &text[..cut], text.len() - cut),
     }
 }
 

@@ -2,7 +2,7 @@
 //! Grafana dashboard under `knative/` use them, and a check compares them with `/metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, GaugeVec, Counter,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, GaugeVec, Counter,
     Opts, Registry, TextEncoder,
 };
 
@@ -18,6 +18,10 @@ pub struct Metrics {
     pub inflight: IntGauge,
     pub queue_depth: IntGauge,
     pub queue_capacity: IntGauge,
+    pub places_held: IntGauge,
+    pub engine_busy: IntGauge,
+    pub body_bytes: IntGauge,
+    pub build_info: IntGaugeVec,
     pub queue_wait: Histogram,
     pub compute: Histogram,
     pub audio_seconds: Counter,
@@ -66,13 +70,21 @@ impl Metrics {
             inflight: gauge("tingxie_inflight_requests", "HTTP requests being served."),
             queue_depth: gauge("tingxie_queue_depth", "Jobs waiting for the engine."),
             queue_capacity: gauge("tingxie_queue_capacity", "Jobs the engine admits at once (queue depth + 1 computing)."),
+            places_held: gauge("tingxie_queue_places_held", "Queue places held by requests (waiting, uploading or computing)."),
+            engine_busy: gauge("tingxie_engine_busy", "1 while the engine computes a job."),
+            body_bytes: gauge("tingxie_body_bytes_buffered", "Bytes of request bodies held in memory (bounded by TINGXIE_BODY_MEMORY_BYTES)."),
+            build_info: register(
+                &r,
+                IntGaugeVec::new(Opts::new("tingxie_build_info", "1, labelled with the version, model and device."), &["version", "model", "device"])
+                    .expect("valid metric"),
+            ),
             queue_wait: histogram("tingxie_queue_wait_seconds", "Time a job waited for the engine.", SECONDS_BUCKETS),
             compute: histogram("tingxie_compute_seconds", "Engine time per job.", SECONDS_BUCKETS),
             audio_seconds: register(&r, Counter::new("tingxie_audio_seconds_total", "Seconds of audio transcribed.").expect("valid metric")),
             real_time_factor: histogram("tingxie_real_time_factor", "Compute seconds per audio second.", RTF_BUCKETS),
             events: counter_vec("tingxie_events_total", "Storage events and requests by type and outcome.", &["type", "outcome"]),
             duplicates_skipped: counter("tingxie_duplicates_skipped_total", "Deliveries answered from an existing transcript."),
-            rejected: counter_vec("tingxie_rejected_total", "Requests refused before work (queue_full, not_ready, draining).", &["reason"]),
+            rejected: counter_vec("tingxie_rejected_total", "Requests refused before work (queue_full, body_memory, not_ready, draining).", &["reason"]),
             cancelled: counter("tingxie_cancelled_total", "Jobs dropped before compute because the client went away."),
             ready: gauge("tingxie_ready", "1 when a request would be served without loading."),
             cold_start_phase: register(
@@ -88,7 +100,7 @@ impl Metrics {
         };
         // Known label values start at 0, so rates and alerts see the series before the first
         // event of each kind.
-        for reason in ["queue_full", "not_ready", "draining"] {
+        for reason in ["queue_full", "body_memory", "not_ready", "draining"] {
             metrics.rejected.with_label_values(&[reason]);
         }
         for outcome in ["hit", "miss", "stale", "repaired", "offline", "local"] {

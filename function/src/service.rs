@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use tracing::Instrument;
 
-use crate::audio::{self, SAMPLE_RATE};
+use crate::audio;
 use crate::config::ServeConfig;
 use crate::engine::{Done, Engine, Permit, StillWanted};
 use crate::error::{Error, Result};
@@ -59,6 +59,7 @@ impl Service {
 
     /// Request options over the configured defaults, validated.
     pub fn decode_options(&self, requested: &RequestOptions) -> Result<DecodeOptions> {
+        requested.validate()?;
         let defaults = DecodeOptions::default();
         let options = DecodeOptions {
             beam_size: requested.beam_size.unwrap_or(self.config.beam_size),
@@ -75,28 +76,23 @@ impl Service {
     /// Decodes audio bytes off the async threads, checks the duration limit and transcribes.
     pub async fn transcribe_bytes(
         &self,
-        permit: Permit,
+        permit: &Permit,
         bytes: Vec<u8>,
         hint: Option<String>,
         options: DecodeOptions,
         wanted: Option<StillWanted>,
     ) -> Result<Done> {
-        let samples = tokio::task::spawn_blocking(move || audio::decode_bytes(bytes, hint.as_deref()))
+        let max_seconds = self.config.max_audio_seconds;
+        let samples = tokio::task::spawn_blocking(move || audio::decode_bytes_limited(bytes, hint.as_deref(), max_seconds))
             .await
             .map_err(|e| Error::Device(format!("audio decoder task: {e}")))??;
-        let seconds = samples.len() as f64 / f64::from(SAMPLE_RATE);
-        if seconds > self.config.max_audio_seconds {
-            return Err(Error::TooLarge(format!(
-                "the audio is {seconds:.1} s long; the limit is {} s (TINGXIE_MAX_AUDIO_SECONDS)",
-                self.config.max_audio_seconds
-            )));
-        }
         self.engine.transcribe(permit, samples, options, wanted).await
     }
 
-    /// Transcribes a stored object unless this version already has transcripts. Concurrent
-    /// calls for the same object version run the model once and get the same answer.
-    pub async fn transcribe_object(self: &Arc<Self>, obj: &ObjectRef, requested: &RequestOptions) -> Result<ObjectOutcome> {
+    /// Transcribes a stored object unless this version already has transcripts, in the queue
+    /// place `permit` holds. Concurrent calls for the same object version run the model once;
+    /// all but the first are answered as duplicates.
+    pub async fn transcribe_object(self: &Arc<Self>, obj: &ObjectRef, requested: &RequestOptions, permit: Arc<Permit>) -> Result<ObjectOutcome> {
         let (source, admitted) = self.objects.source(obj)?;
         let Some(outputs) = self.objects.outputs_for(obj, admitted, requested.output.as_deref())? else {
             return Ok(ObjectOutcome::Ignored(format!("{} is a transcript output", obj.uri)));
@@ -104,9 +100,10 @@ impl Service {
         let options = self.decode_options(requested)?;
         let version = self.objects.head(&source).await?;
         let key = format!("{}\u{0}{:?}\u{0}{:?}\u{0}{}", version.uri, version.etag, version.version, version.size);
-        let flight = {
+        let (flight, joined) = {
             let mut flights = self.flights.lock().expect("flights");
-            flights
+            let joined = flights.contains_key(&key);
+            let flight = flights
                 .entry(key.clone())
                 .or_insert_with(|| {
                     // A task of its own: the work finishes (and its permit is freed) even if
@@ -115,7 +112,7 @@ impl Service {
                     let key = key.clone();
                     let task = tokio::spawn(
                         async move {
-                            let result = service.run_object(source, version, outputs, options).await.map_err(Arc::new);
+                            let result = service.run_object(&permit, source, version, outputs, options).await.map_err(Arc::new);
                             service.flights.lock().expect("flights").remove(&key);
                             result
                         }
@@ -125,12 +122,14 @@ impl Service {
                         .boxed()
                         .shared()
                 })
-                .clone()
+                .clone();
+            (flight, joined)
         };
-        flight.await.map(ObjectOutcome::Done).map_err(|e| e.duplicate())
+        let completed = flight.await.map_err(|e| e.duplicate())?;
+        Ok(ObjectOutcome::Done(Completed { duplicate: completed.duplicate || joined, ..completed }))
     }
 
-    async fn run_object(&self, source: Location, version: SourceVersion, outputs: OutputSet, options: DecodeOptions) -> Result<Completed> {
+    async fn run_object(&self, permit: &Permit, source: Location, version: SourceVersion, outputs: OutputSet, options: DecodeOptions) -> Result<Completed> {
         let started = Instant::now();
         if let Some(record) = outputs.existing(&version).await? {
             self.metrics.duplicates_skipped.inc();
@@ -143,17 +142,20 @@ impl Service {
                 version.uri, version.size, self.config.max_body_bytes
             )));
         }
-        let permit = self.engine.admit()?;
-        let lease = Duration::from_secs(self.config.claim_seconds);
-        if let Claim::HeldElsewhere { age } = outputs.claim(&version, &self.instance, lease).await? {
-            return Err(Error::Unavailable(format!(
-                "{} is being transcribed by another instance (claimed {:.0} s ago); its transcript will be returned on retry",
-                version.uri,
-                age.as_secs_f64()
-            )));
-        }
-        let result = self.transcribe_source(permit, &source, &version, &outputs, options).await;
-        outputs.release().await;
+        let lease = Duration::from_secs(self.config.claim_seconds.max(1));
+        let claim = match outputs.claim(&version, &self.instance, lease).await? {
+            Claim::HeldElsewhere { age } => {
+                return Err(Error::Unavailable(format!(
+                    "{} is being transcribed by another instance (its claim was renewed {:.0} s ago); its transcript will be returned on retry",
+                    version.uri,
+                    age.as_secs_f64()
+                )))
+            }
+            Claim::Acquired(claim) => claim,
+        };
+        // The claim is renewed while the work runs, so it outlives only a dead owner's lease.
+        let result = claim.renewed_while(lease, self.transcribe_source(permit, &source, &version, &outputs, options)).await;
+        claim.release().await;
         let (record, done) = result?;
         let compute = done.compute.as_secs_f64();
         Ok(Completed {
@@ -168,7 +170,7 @@ impl Service {
 
     async fn transcribe_source(
         &self,
-        permit: Permit,
+        permit: &Permit,
         source: &Location,
         version: &SourceVersion,
         outputs: &OutputSet,

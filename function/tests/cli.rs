@@ -80,6 +80,8 @@ fn bad_inputs_fail_clearly_and_the_good_files_still_get_transcribed() {
     let cases: Vec<(PathBuf, &str)> = vec![
         (scratch("empty.wav", b""), "empty"),
         (scratch("truncated.wav", &wav(1, 16000, &[0; 2000])[..30]), "truncated"),
+        // A header that declares 2 s, then 0.5 s of speech: cut short in transit.
+        (scratch("cut.wav", &wav(1, 16000, &std::fs::read(common::speech("s01.wav")).unwrap()[44..44 + 64000])[..44 + 16000]), "truncated"),
         (scratch("random.bin", &(0..1024u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<_>>()), "invalid audio"),
         (scratch("notes.txt", b"this is a text file, not audio\n"), "text"),
         (scratch("zero-channels.wav", &wav(0, 16000, &[0; 3200])), "0 channels"),

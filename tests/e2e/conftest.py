@@ -90,6 +90,7 @@ class Server:
             TINGXIE_BEAM_SIZE="1",
             TINGXIE_THREADS="2",
             TINGXIE_ALLOWED_SOURCES=f"s3://{BUCKET}/,file://{tmp}/local/",
+            TINGXIE_ALLOWED_OUTPUTS=f"s3://{BUCKET}/results/",
             TINGXIE_LOG="info",
             AWS_ENDPOINT_URL=moto,
             AWS_ALLOW_HTTP="true",

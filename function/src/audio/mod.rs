@@ -42,6 +42,9 @@ const MAX_RATE: u32 = 768_000;
 /// How far into the input the first audio frame may be (after tags or junk).
 const MAX_PROBE_DEPTH: u32 = 16 << 20;
 
+/// Most samples reserved up front from a declared length (a header may lie).
+const MAX_RESERVED_FRAMES: f64 = (1u64 << 26) as f64;
+
 /// How much of the input is kept aside to explain failures (WAV header, magic numbers).
 const HEAD_LEN: usize = 4096;
 
@@ -55,20 +58,35 @@ pub fn decode_file(path: &Path) -> Result<Vec<f32>> {
         .and_then(|_| file.seek(SeekFrom::Start(0)))
         .map_err(|e| Error::io(path, e))?;
     let hint = path.extension().and_then(|e| e.to_str());
-    decode_source(Box::new(file), &head, hint)
+    decode_source(Box::new(file), &head, hint, f64::INFINITY)
 }
 
 /// Decodes audio held in memory. `hint` is a file extension (`"mp3"`, `".wav"`) or a MIME type
 /// (`"audio/ogg; codecs=opus"`); without one the content alone decides.
 pub fn decode_bytes(bytes: Vec<u8>, hint: Option<&str>) -> Result<Vec<f32>> {
+    decode_bytes_limited(bytes, hint, f64::INFINITY)
+}
+
+/// [`decode_bytes`] for untrusted input: audio longer than `max_seconds` is refused
+/// ([`Error::TooLarge`]) from the duration the container declares, before decoding, or else
+/// as soon as the decoded samples pass it, so a few megabytes of compressed silence cannot
+/// make the process hold hours of samples.
+pub fn decode_bytes_limited(bytes: Vec<u8>, hint: Option<&str>, max_seconds: f64) -> Result<Vec<f32>> {
     let head = bytes[..bytes.len().min(HEAD_LEN)].to_vec();
-    decode_source(Box::new(Cursor::new(bytes)), &head, hint)
+    decode_source(Box::new(Cursor::new(bytes)), &head, hint, max_seconds)
+}
+
+fn too_long(seconds: f64, max_seconds: f64, how: &str) -> Error {
+    Error::TooLarge(format!(
+        "the audio is {how} {seconds:.1} s long; the limit is {max_seconds} s (TINGXIE_MAX_AUDIO_SECONDS)"
+    ))
 }
 
 fn decode_source(
     source: Box<dyn MediaSource>,
     head: &[u8],
     hint: Option<&str>,
+    max_seconds: f64,
 ) -> Result<Vec<f32>> {
     if head.is_empty() {
         return Err(Error::InvalidAudio("input is empty (0 bytes)".into()));
@@ -78,7 +96,7 @@ fn decode_source(
     // Symphonia is meant to return errors on bad input, but it is a large parser fed untrusted
     // bytes: a panic in it (or in the resampler) must fail this request, not the process.
     let mut samples = panic::catch_unwind(AssertUnwindSafe(|| {
-        demux_and_decode(source, &hint, head).and_then(|(samples, rate)| resample(samples, rate))
+        demux_and_decode(source, &hint, head, max_seconds).and_then(|(samples, rate)| resample(samples, rate))
     }))
     .unwrap_or_else(|payload| {
         let msg = payload
@@ -144,6 +162,7 @@ fn demux_and_decode(
     source: Box<dyn MediaSource>,
     hint: &Hint,
     head: &[u8],
+    max_seconds: f64,
 ) -> Result<(Vec<f32>, u32)> {
     let mss = MediaSourceStream::new(source, Default::default());
     let mut format = probe()
@@ -167,12 +186,13 @@ fn demux_and_decode(
         .default_track(TrackType::Audio)
         .ok_or_else(no_track)?;
     let track_id = track.id;
+    let declared_frames = track.num_frames;
     let params = track
         .codec_params
         .as_ref()
         .and_then(|p| p.audio())
         .ok_or_else(no_track)?;
-    match params.sample_rate {
+    let declared_rate = match params.sample_rate {
         None | Some(0) => {
             return Err(Error::InvalidAudio(
                 "stream declares no sample rate (0 Hz)".into(),
@@ -183,7 +203,13 @@ fn demux_and_decode(
                 "sample rate {r} Hz is outside {MIN_RATE}-{MAX_RATE} Hz"
             )))
         }
-        Some(_) => {}
+        Some(r) => r,
+    };
+    if let Some(frames) = declared_frames {
+        let seconds = frames as f64 / f64::from(declared_rate);
+        if seconds > max_seconds {
+            return Err(too_long(seconds, max_seconds, "declared"));
+        }
     }
     if params.channels.as_ref().is_some_and(|c| c.count() == 0) {
         return Err(Error::InvalidAudio("stream declares 0 channels".into()));
@@ -197,18 +223,34 @@ fn demux_and_decode(
             e => sym_error("cannot initialise decoder", e),
         })?;
 
-    let mut mono = Vec::new();
+    // Room for the declared length at once (no doubling past the limit); at most the limit.
+    let max_frames = max_seconds * f64::from(declared_rate);
+    // (Bounded again: a header may lie about a length the limit allows.)
+    let expected = declared_frames.map_or(0.0, |f| f as f64).min(max_frames).min(MAX_RESERVED_FRAMES);
+    let mut mono = Vec::with_capacity(expected as usize);
     let mut rate = None;
     let mut planes: Vec<Vec<f32>> = Vec::new();
     let mut skipped = 0usize;
     let mut last_error: Option<String> = None;
+    // How far into the stream the packets read reach, in the track's time base.
+    let mut reached = 0u64;
     loop {
         let packet = match format.next_packet() {
             Ok(Some(p)) => p,
             Ok(None) => break,
             // A chained Ogg stream starts a new track list; the first stream is what we want.
             Err(SymError::ResetRequired) => break,
-            // Truncated or corrupt from here on: keep what was decoded so far (as ffmpeg does).
+            // The data stop mid-packet before the stream's declared end: the upload was cut
+            // short. (A stream of unknown length, such as a piped WAV, just ends.)
+            // A compressed frame cut in two is truncation too; a WAV of unknown length (piped
+            // from a recorder) just ends, possibly mid-packet.
+            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                if declared_frames.is_none() && is_wav(head) {
+                    break;
+                }
+                return Err(truncated(reached, declared_frames, declared_rate));
+            }
+            // Corrupt from here on: keep what was decoded so far (as ffmpeg does).
             Err(e) => {
                 last_error = Some(e.to_string());
                 break;
@@ -217,11 +259,15 @@ fn demux_and_decode(
         if packet.track_id != track_id {
             continue;
         }
+        reached = reached.max(packet.pts.get().max(0) as u64 + packet.dur.get());
         match decoder.decode(&packet) {
             Ok(buf) => {
                 let r = buf.spec().rate();
                 if *rate.get_or_insert(r) == r {
                     append_mono(&buf, &mut planes, &mut mono);
+                    if mono.len() as f64 > max_seconds * f64::from(r) {
+                        return Err(too_long(mono.len() as f64 / f64::from(r), max_seconds, "over"));
+                    }
                 } else {
                     // A mid-stream rate change (possible in MP3) cannot join one signal.
                     skipped += 1;
@@ -253,6 +299,14 @@ fn demux_and_decode(
         };
         return Err(Error::InvalidAudio(why));
     }
+    // Packets that reach well short of the declared end (skipped corrupt packets do not count:
+    // they still advance the position).
+    if let Some(frames) = declared_frames {
+        let slack = (frames / 100).max(u64::from(declared_rate) / 10);
+        if reached + slack < frames && time_base_is_frames(format.tracks(), track_id, declared_rate) {
+            return Err(truncated(reached, Some(frames), declared_rate));
+        }
+    }
     // The track's declared rate was validated; the decoder's own rate is what counts.
     let rate = rate.unwrap_or(SAMPLE_RATE);
     if !(MIN_RATE..=MAX_RATE).contains(&rate) {
@@ -261,6 +315,32 @@ fn demux_and_decode(
         )));
     }
     Ok((mono, rate))
+}
+
+fn truncated(reached: u64, declared: Option<u64>, rate: u32) -> Error {
+    let seconds = |frames: u64| frames as f64 / f64::from(rate);
+    Error::InvalidAudio(match declared {
+        Some(frames) => format!(
+            "truncated: the data end at {:.2} s of the {:.2} s the stream declares",
+            seconds(reached),
+            seconds(frames)
+        ),
+        None => format!("truncated: the data end inside a frame at {:.2} s", seconds(reached)),
+    })
+}
+
+fn is_wav(head: &[u8]) -> bool {
+    head.starts_with(b"RIFF") && head.get(8..12) == Some(b"WAVE".as_slice())
+}
+
+/// Packet positions count frames at the declared rate (true of every container here, checked
+/// so that a stream with another time base is never called truncated by mistake).
+fn time_base_is_frames(tracks: &[symphonia::core::formats::Track], track_id: u32, rate: u32) -> bool {
+    tracks
+        .iter()
+        .find(|t| t.id == track_id)
+        .and_then(|t| t.time_base)
+        .is_none_or(|tb| tb.numer.get() == 1 && tb.denom.get() == rate)
 }
 
 /// Appends one decoded buffer to `out`, averaging its channels.

@@ -395,9 +395,7 @@ fn bad_inputs_are_clear_errors() {
     assert!(invalid(decode_bytes(Vec::new(), None)).contains("empty"));
     // Cut inside the fmt chunk, and right after the header (no samples at all).
     assert!(invalid(decode_bytes(s01[..30].to_vec(), Some("wav"))).contains("truncated"));
-    assert!(
-        invalid(decode_bytes(s01[..44].to_vec(), None)).contains("no audio samples decoded")
-    );
+    assert!(invalid(decode_bytes(s01[..44].to_vec(), None)).contains("truncated"));
 
     let mut x: u32 = 0x1234_5678;
     let random: Vec<u8> = (0..1024)
@@ -446,13 +444,16 @@ fn bad_inputs_are_clear_errors() {
 }
 
 #[test]
-fn truncated_and_corrupt_streams_keep_what_decodes() {
-    // A WAV cut in half: the first half, exactly.
-    let s01 = std::fs::read(fixture("s01.wav")).unwrap();
-    let full = decode_bytes(s01.clone(), None).unwrap();
-    let half = decode_bytes(s01[..s01.len() / 2].to_vec(), None).unwrap();
-    assert_eq!(half.len(), (s01.len() / 2 - 44) / 2);
-    assert_eq!(half[..], full[..half.len()]);
+fn truncated_streams_are_refused_and_corrupt_ones_keep_what_decodes() {
+    // Cut short (an upload that broke off): refused, saying so, whatever the container.
+    for name in ["s01.wav", "s01_44k1_stereo.wav", "s03.flac", "s05.mp3", "s08.ogg", "s10.opus"] {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        for cut in [bytes.len() / 2, 44 + 2000] {
+            let result = decode_bytes(bytes[..cut].to_vec(), None);
+            let message = result.as_ref().map(|s| format!("{} samples", s.len())).unwrap_or_else(|e| e.to_string());
+            assert!(message.contains("truncated"), "{name} cut at {cut}: {message}");
+        }
+    }
 
     // Garbage in the middle of compressed streams: the damaged frame/page is skipped.
     for (name, max_loss_s) in [
@@ -509,4 +510,25 @@ fn mangled_fixtures_never_panic() {
             }
         }
     }
+}
+
+#[test]
+fn the_duration_limit_holds_while_decoding() {
+    let s01 = std::fs::read(fixture("s01.wav")).unwrap();
+    let too_large = |result: Result<Vec<f32>>| match result {
+        Err(Error::TooLarge(m)) => m,
+        other => panic!("expected TooLarge, got {:?}", other.map(|s| s.len())),
+    };
+    // Declared by the header: refused before a sample is decoded.
+    let message = too_large(decode_bytes_limited(s01.clone(), None, 1.0));
+    assert!(message.contains("declared") && message.contains("TINGXIE_MAX_AUDIO_SECONDS"), "{message}");
+    // A streamed WAV (RIFF and data lengths 0xFFFFFFFF: unknown) is counted as it decodes.
+    let data_at = s01.windows(4).position(|w| w == b"data").unwrap();
+    let mut streamed = s01.clone();
+    streamed[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    streamed[data_at + 4..data_at + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+    let message = too_large(decode_bytes_limited(streamed.clone(), None, 1.0));
+    assert!(message.contains("over"), "{message}");
+    // Within the limit both decode to the same samples.
+    assert_eq!(decode_bytes_limited(streamed, None, 60.0).unwrap(), decode_bytes_limited(s01, None, 60.0).unwrap());
 }

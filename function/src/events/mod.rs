@@ -10,6 +10,7 @@ mod azure;
 mod gcs;
 mod json;
 mod object;
+mod options;
 mod s3;
 mod tingxie;
 
@@ -19,6 +20,7 @@ mod tests;
 use serde_json::Value;
 
 pub use object::MAX_KEY_BYTES;
+pub use options::RequestOptions;
 
 /// Every CloudEvent type tingxie accepts (Knative Trigger filters are generated and
 /// checked from it). Types are matched exactly, as CloudEvents types are case-sensitive.
@@ -79,27 +81,6 @@ pub enum Audio {
     Object(ObjectRef),
     /// Bytes carried by the event itself (base64-decoded where they came as text).
     Inline(Vec<u8>),
-}
-
-/// Options a tingxie request may carry (same names as the OpenAI-compatible HTTP API).
-#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
-pub struct RequestOptions {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub language: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompt: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub beam_size: Option<usize>,
-    /// Independent windows decoded per batch; 0 = sequential windows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch_size: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response_format: Option<String>,
-    /// URI prefix under which transcripts are written, e.g. `s3://bucket/transcripts/`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
 }
 
 /// One transcription to run.

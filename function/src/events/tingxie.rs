@@ -8,10 +8,8 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use super::json;
-use super::object::check_output_prefix;
-use super::{
-    Audio, EventError, Job, ObjectRef, Parsed, RequestOptions, REQUEST_EVENT_TYPE, RESPONSE_FORMATS,
-};
+use super::{Audio, EventError, Job, ObjectRef, Parsed, RequestOptions, REQUEST_EVENT_TYPE};
+use crate::error::{bounded, Error, QUOTE_CHARS};
 
 const TY: &str = REQUEST_EVENT_TYPE;
 const FIELDS: &[&str] = &[
@@ -37,7 +35,7 @@ pub(super) fn parse(data: &Value) -> Result<Parsed, EventError> {
     if let Some(unknown) = m.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(EventError::UnknownField {
             event_type: TY.into(),
-            field: unknown.clone(),
+            field: bounded(unknown, QUOTE_CHARS),
             accepted: FIELDS.join(", "),
         });
     }
@@ -87,7 +85,17 @@ pub(super) fn parse(data: &Value) -> Result<Parsed, EventError> {
         response_format: json::opt_str(TY, m, "", "response_format")?.map(str::to_string),
         output: json::opt_str(TY, m, "", "output")?.map(str::to_string),
     };
-    options.validate()?;
+    if matches!(audio, Audio::Object(_)) && options.response_format.is_some() {
+        return Err(json::invalid(
+            TY,
+            "response_format",
+            "applies to `audio` sent in the request; the transcripts of a `source` are written in every format (txt, srt, vtt, json)",
+        ));
+    }
+    options.validate().map_err(|e| match e {
+        Error::InvalidArgument { field, reason } => json::invalid(TY, field, reason),
+        other => json::invalid_data(TY, other.to_string()),
+    })?;
     Ok(Parsed::Jobs(vec![Job {
         audio,
         options,
@@ -104,48 +112,4 @@ fn decode_audio(b64: &str) -> Result<Vec<u8>, EventError> {
     BASE64
         .decode(compact.as_bytes())
         .map_err(|e| json::invalid(TY, "audio", format!("invalid base64: {e}")))
-}
-
-impl RequestOptions {
-    /// Checks values the way the HTTP API should too: a known `response_format`, a
-    /// `temperature` in 0..=1, a `beam_size` of at least 1, a plausible `language` code,
-    /// and an `output` prefix with a supported scheme. Limits on sizes are the server's.
-    pub fn validate(&self) -> Result<(), EventError> {
-        if let Some(lang) = &self.language {
-            let ok = !lang.is_empty()
-                && lang.len() <= 32
-                && lang
-                    .bytes()
-                    .all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_');
-            if !ok {
-                return Err(json::invalid(
-                    TY,
-                    "language",
-                    format!("{lang:?} is not a language code such as \"en\""),
-                ));
-            }
-        }
-        if let Some(t) = self.temperature {
-            if !(t.is_finite() && (0.0..=1.0).contains(&t)) {
-                return Err(json::invalid(
-                    TY,
-                    "temperature",
-                    format!("{t} is outside 0..=1"),
-                ));
-            }
-        }
-        if self.beam_size == Some(0) {
-            return Err(json::invalid(TY, "beam_size", "must be at least 1"));
-        }
-        if let Some(f) = &self.response_format {
-            if !RESPONSE_FORMATS.contains(&f.as_str()) {
-                let reason = format!("{f:?} is not one of {}", RESPONSE_FORMATS.join(", "));
-                return Err(json::invalid(TY, "response_format", reason));
-            }
-        }
-        if let Some(out) = &self.output {
-            check_output_prefix(out).map_err(|e| json::invalid(TY, "output", e.to_string()))?;
-        }
-        Ok(())
-    }
 }

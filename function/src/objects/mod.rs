@@ -5,6 +5,7 @@ mod allow;
 mod outputs;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use object_store::path::Path as StorePath;
@@ -14,7 +15,7 @@ use tingxie_model_cache::CacheConfig;
 pub use allow::AllowList;
 pub use outputs::{Claim, OutputSet, Recorded};
 
-use crate::error::{Error, Result};
+use crate::error::{bounded, Error, Result};
 use crate::events::ObjectRef;
 
 /// The version of a source object that a transcript was made from.
@@ -50,6 +51,8 @@ pub struct Objects {
     cache_config: CacheConfig,
     stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
     pub allow: AllowList,
+    /// Where a request's own `output` may write: TINGXIE_ALLOWED_OUTPUTS and TINGXIE_OUTPUT.
+    writable: AllowList,
     output: String,
 }
 
@@ -64,6 +67,9 @@ fn root_of(obj: &ObjectRef) -> Result<String> {
 }
 
 fn store_error(uri: &str, e: object_store::Error) -> Error {
+    if name_too_long(&e) {
+        return Error::InvalidRequest(format!("{uri}: a name in the path is too long for the store ({e})"));
+    }
     match e {
         object_store::Error::NotFound { .. } => Error::NotFound(uri.to_string()),
         object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
@@ -74,13 +80,66 @@ fn store_error(uri: &str, e: object_store::Error) -> Error {
     }
 }
 
+/// The store refused a name as too long (a local file system's 255-byte file names): the
+/// request's fault, not the store's.
+fn name_too_long(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(error) = cause {
+        if error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidFilename) {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// A local path with every link in it resolved; the part that does not exist yet (outputs not
+/// written) is appended as it is. Object paths have no `.` or `..` segments.
+fn resolve(path: &std::path::Path) -> std::io::Result<PathBuf> {
+    let mut existing = path;
+    let mut rest = Vec::new();
+    loop {
+        match existing.canonicalize() {
+            Ok(real) => return Ok(rest.iter().rev().fold(real, |p, part| p.join(part))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match (existing.parent(), existing.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_owned());
+                    existing = parent;
+                }
+                _ => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// For local files: is `uri` under the folder `prefix` once links are resolved (a link
+/// inside an allowed folder must not lead out of it)? Other schemes have no links.
+fn stays_under(prefix: &str, uri: &str, what: &str) -> Result<bool> {
+    let (Some(dir), Some(path)) = (prefix.strip_prefix("file://"), uri.strip_prefix("file://")) else {
+        return Ok(true);
+    };
+    let io_error = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::InvalidFilename => Error::InvalidRequest(format!("{what} `{uri}`: a name in the path is too long")),
+        _ => Error::io(path, e),
+    };
+    let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let dir = percent_encoding::percent_decode_str(dir).decode_utf8_lossy();
+    let real = resolve(std::path::Path::new(path.as_ref())).map_err(io_error)?;
+    Ok(real.starts_with(resolve(std::path::Path::new(dir.as_ref())).map_err(io_error)?))
+}
+
 impl Objects {
-    pub fn new(cache_config: CacheConfig, allowed: &[String], output: &str) -> Objects {
+    pub fn new(cache_config: CacheConfig, allowed: &[String], output: &str, allowed_outputs: &[String]) -> Objects {
+        let output = output.trim_end_matches('/').to_string();
+        // TINGXIE_OUTPUT itself is always a place to write.
+        let writable: Vec<String> = allowed_outputs.iter().cloned().chain((!output.is_empty()).then(|| output.clone())).collect();
         Objects {
             cache_config,
             stores: Mutex::new(HashMap::new()),
             allow: AllowList::new(allowed),
-            output: output.trim_end_matches('/').to_string(),
+            writable: AllowList::new(&writable),
+            output,
         }
     }
 
@@ -103,9 +162,11 @@ impl Objects {
 
     /// Checks the allow-list and finds the object. The error names the source.
     pub fn source(&self, obj: &ObjectRef) -> Result<(Location, &str)> {
-        let admitted = self.allow.admits(&obj.uri).ok_or_else(|| {
-            Error::Forbidden(format!("`{}` is not under TINGXIE_ALLOWED_SOURCES", obj.uri))
-        })?;
+        let refused = || Error::Forbidden(format!("`{}` is not under TINGXIE_ALLOWED_SOURCES", obj.uri));
+        let admitted = self.allow.admits(&obj.uri).ok_or_else(refused)?;
+        if !admitted.is_empty() && !stays_under(admitted, &obj.uri, "source")? {
+            return Err(Error::Forbidden(format!("`{}` leads, through a link, outside TINGXIE_ALLOWED_SOURCES", obj.uri)));
+        }
         Ok((self.locate(&root_of(obj)?, obj.key.trim_start_matches('/'))?, admitted))
     }
 
@@ -138,6 +199,15 @@ impl Objects {
     /// notification for our own output must not start a loop).
     pub fn outputs_for(&self, obj: &ObjectRef, admitted: &str, requested: Option<&str>) -> Result<Option<OutputSet>> {
         let requested = requested.map(|r| r.trim_end_matches('/')).filter(|r| !r.is_empty());
+        // Where the outputs may go, for the check below that links do not lead elsewhere.
+        let allowed_root = match requested {
+            Some(r) => self.writable.admits(&format!("{r}/")).ok_or_else(|| {
+                Error::OutputForbidden(format!("`{}` is not under TINGXIE_ALLOWED_OUTPUTS or TINGXIE_OUTPUT", bounded(r, 256)))
+            })?,
+            None if !self.output.is_empty() => self.writable.admits(&format!("{}/", self.output)).unwrap_or(""),
+            None => admitted,
+        }
+        .to_string();
         let prefix_uri = match requested.or(Some(self.output.as_str()).filter(|o| !o.is_empty())) {
             Some(explicit) => {
                 if obj.uri.starts_with(&format!("{explicit}/")) {
@@ -158,6 +228,9 @@ impl Objects {
                 format!("{root}{}{relative}", outputs::DEFAULT_PREFIX)
             }
         };
+        if !allowed_root.is_empty() && !stays_under(&allowed_root, &prefix_uri, "output")? {
+            return Err(Error::OutputForbidden(format!("`{prefix_uri}` leads, through a link, outside the folder it is allowed in")));
+        }
         let (root, key) = split_root(&prefix_uri)?;
         Ok(Some(OutputSet::new(self.locate(&root, &key)?)))
     }
@@ -183,7 +256,7 @@ mod tests {
 
     #[test]
     fn output_locations() {
-        let objects = Objects::new(CacheConfig::new("/tmp/unused"), &["s3://b/".into()], "");
+        let objects = Objects::new(CacheConfig::new("/tmp/unused"), &["s3://b/".into()], "", &["s3://out/".into()]);
         let o = objects.outputs_for(&obj("s3://b/in/a.wav", "b", "in/a.wav"), "s3://b/", None).unwrap().unwrap();
         assert_eq!(o.uri("json"), "s3://b/transcripts/in/a.wav.json");
         // Our own outputs never trigger work.
@@ -192,6 +265,45 @@ mod tests {
         assert_eq!(o.uri("txt"), "file:///data/transcripts/in/a.wav.txt");
         let o = objects.outputs_for(&obj("s3://b/in/a.wav", "b", "in/a.wav"), "s3://b/", Some("s3://out/t/")).unwrap().unwrap();
         assert_eq!(o.uri("srt"), "s3://out/t/b/in/a.wav.srt");
+    }
+
+    #[test]
+    fn outputs_a_request_names_must_be_allowed() {
+        let objects = Objects::new(CacheConfig::new("/tmp/unused"), &["s3://b/".into()], "s3://o/t", &["s3://out/".into()]);
+        let source = obj("s3://b/in/a.wav", "b", "in/a.wav");
+        for allowed in ["s3://out/x", "s3://out", "s3://o/t/sub/"] {
+            assert!(objects.outputs_for(&source, "s3://b/", Some(allowed)).unwrap().is_some(), "{allowed}");
+        }
+        for refused in ["s3://outside/x", "s3://b/", "file:///tmp/x/", "s3://o/tt/"] {
+            assert!(matches!(objects.outputs_for(&source, "s3://b/", Some(refused)), Err(Error::OutputForbidden(_))), "{refused}");
+        }
+    }
+
+    #[test]
+    fn links_out_of_an_allowed_folder_are_refused() {
+        let root = std::env::temp_dir().join(format!("tingxie-links-{}", std::process::id()));
+        let (inside, outside) = (root.join("in"), root.join("out"));
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret.wav"), b"x").unwrap();
+        std::fs::write(inside.join("real.wav"), b"x").unwrap();
+        std::os::unix::fs::symlink(outside.join("secret.wav"), inside.join("leak.wav")).unwrap();
+        std::os::unix::fs::symlink(inside.join("real.wav"), inside.join("alias.wav")).unwrap();
+        let allowed = format!("file://{}/", inside.display());
+        let objects = Objects::new(CacheConfig::new("/tmp/unused"), &[allowed.clone()], "", &[]);
+        let local = |name: &str| {
+            let path = inside.join(name).display().to_string();
+            obj(&format!("file://{path}"), "", &path)
+        };
+        assert!(matches!(objects.source(&local("leak.wav")), Err(Error::Forbidden(m)) if m.contains("link")));
+        assert!(objects.source(&local("alias.wav")).is_ok());
+        assert!(objects.source(&local("not-yet.wav")).is_ok(), "a missing file is the store's 404");
+        let long = "n".repeat(300);
+        assert!(matches!(objects.source(&local(&long)), Err(Error::InvalidRequest(m)) if m.contains("too long")));
+        // Transcripts beside the source go under `transcripts/`: a link there must not lead out.
+        std::os::unix::fs::symlink(&outside, inside.join("transcripts")).unwrap();
+        assert!(matches!(objects.outputs_for(&local("real.wav"), &allowed, None), Err(Error::OutputForbidden(_))));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! The JSON (OpenAI's verbose_json plus the source version and model) is the record that the
 //! work is done: a repeated event finds it and returns it instead of transcribing again.
 
+use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 
 use super::{store_error, Location, SourceVersion};
 use crate::error::Result;
@@ -31,22 +32,83 @@ pub struct Recorded {
 }
 
 /// Who is transcribing a source version: `NAME.claim`, created only if absent, so that two
-/// instances given the same upload at the same moment run the model once between them.
+/// instances given the same upload at the same moment run the model once between them. Its
+/// owner renews it while it works; a claim not renewed within its lease belongs to a dead
+/// process.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct ClaimRecord {
+    /// `HOST/PID/UUID`: the pod, the process, this run of it.
     owner: String,
     source: SourceVersion,
+    /// When the claim was made or last renewed.
     claimed_at_unix: f64,
 }
 
+impl ClaimRecord {
+    /// Made by an earlier process on this host that is no longer running: a container
+    /// restarted in its pod (often with the same PID), or a process that crashed beside us.
+    fn owner_is_gone(&self, us: &str) -> bool {
+        let mut theirs = self.owner.splitn(3, '/');
+        let mut ours = us.splitn(3, '/');
+        let (Some(host), Some(pid)) = (theirs.next(), theirs.next().and_then(|p| p.parse::<i32>().ok())) else {
+            return false;
+        };
+        if self.owner == us || ours.next() != Some(host) || pid <= 0 {
+            return false;
+        }
+        // SAFETY: signal 0 only asks whether the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        pid == std::process::id() as i32 || !alive
+    }
+}
+
 pub enum Claim {
-    Acquired,
-    /// Another instance claimed this version `age` ago and its lease has not run out.
+    Acquired(HeldClaim),
+    /// Another instance renewed its claim on this version `age` ago, within its lease.
     HeldElsewhere { age: Duration },
+}
+
+/// A claim this process holds.
+pub struct HeldClaim {
+    at: Location,
+    owner: String,
+    source: SourceVersion,
 }
 
 fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+impl HeldClaim {
+    fn body(&self) -> PutPayload {
+        let record = ClaimRecord { owner: self.owner.clone(), source: self.source.clone(), claimed_at_unix: unix_now() };
+        PutPayload::from(serde_json::to_vec(&record).expect("claim serialises"))
+    }
+
+    /// Runs `work`, renewing the claim every third of `lease` until it ends.
+    pub async fn renewed_while<T>(&self, lease: Duration, work: impl Future<Output = T>) -> T {
+        let renew = async {
+            let mut every = tokio::time::interval(lease / 3);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Err(e) = self.at.store.put(&self.at.path, self.body()).await {
+                    tracing::warn!(claim = %self.at.uri, error = %e, "could not renew the claim");
+                }
+            }
+        };
+        tokio::select! {
+            out = work => out,
+            _ = renew => unreachable!("renewal never ends"),
+        }
+    }
+
+    /// Ends the claim; one left behind by a crash expires with its lease.
+    pub async fn release(self) {
+        if let Err(e) = self.at.store.delete(&self.at.path).await {
+            tracing::warn!(claim = %self.at.uri, error = %e, "could not remove the claim; it expires with its lease");
+        }
+    }
 }
 
 pub struct OutputSet {
@@ -106,37 +168,45 @@ impl OutputSet {
         Ok(record)
     }
 
-    /// Claims the work on `source` for `owner`. A claim on another version, or older than
-    /// `lease` (its owner died), is taken over.
+    /// Claims the work on `source` for `owner`. A claim on another version, one not renewed
+    /// within `lease`, or one left by an earlier process on the same host (a restarted
+    /// container) is taken over; taking over is conditional on the claim being unchanged, so
+    /// of two instances taking over at once one wins.
     pub async fn claim(&self, source: &SourceVersion, owner: &str, lease: Duration) -> Result<Claim> {
-        let record = ClaimRecord { owner: owner.to_string(), source: source.clone(), claimed_at_unix: unix_now() };
-        let body = serde_json::to_vec(&record).expect("claim serialises");
+        let held = HeldClaim { at: Location { path: self.path("claim"), uri: self.uri("claim"), ..self.base.clone() }, owner: owner.to_string(), source: source.clone() };
+        let store = &held.at.store;
         let create = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.base.store.put_opts(&self.path("claim"), PutPayload::from(body.clone()), create).await {
-            Ok(_) => return Ok(Claim::Acquired),
+        match store.put_opts(&held.at.path, held.body(), create).await {
+            Ok(_) => return Ok(Claim::Acquired(held)),
             // A store without create-if-absent cannot arbitrate: rely on the single flight.
-            Err(object_store::Error::NotImplemented { .. }) => return Ok(Claim::Acquired),
+            Err(object_store::Error::NotImplemented { .. }) => return Ok(Claim::Acquired(held)),
             Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => {}
-            Err(e) => return Err(store_error(&self.uri("claim"), e)),
+            Err(e) => return Err(store_error(&held.at.uri, e)),
         }
-        let held = match self.base.store.get(&self.path("claim")).await {
-            Ok(got) => got.bytes().await.ok().and_then(|b| serde_json::from_slice::<ClaimRecord>(&b).ok()),
-            Err(_) => None,
+        let (current, version) = match store.get(&held.at.path).await {
+            Ok(got) => {
+                let version = UpdateVersion { e_tag: got.meta.e_tag.clone(), version: got.meta.version.clone() };
+                (got.bytes().await.ok().and_then(|b| serde_json::from_slice::<ClaimRecord>(&b).ok()), Some(version))
+            }
+            // Released meanwhile: try again from the start next delivery; take it now.
+            Err(object_store::Error::NotFound { .. }) => (None, None),
+            Err(e) => return Err(store_error(&held.at.uri, e)),
         };
-        if let Some(held) = held {
-            let age = Duration::from_secs_f64((unix_now() - held.claimed_at_unix).max(0.0));
-            if held.source.same_as(source) && age < lease {
+        if let Some(current) = &current {
+            let age = Duration::from_secs_f64((unix_now() - current.claimed_at_unix).max(0.0));
+            if current.source.same_as(source) && age < lease && !current.owner_is_gone(&held.owner) {
                 return Ok(Claim::HeldElsewhere { age });
             }
+            tracing::info!(claim = %held.at.uri, previous_owner = %current.owner, age_seconds = age.as_secs_f64(), "taking over a claim whose owner is gone");
         }
-        self.put("claim", String::from_utf8(body).expect("JSON is UTF-8")).await?;
-        Ok(Claim::Acquired)
-    }
-
-    /// Ends a claim; a claim left behind by a crash expires with its lease.
-    pub async fn release(&self) {
-        if let Err(e) = self.base.store.delete(&self.path("claim")).await {
-            tracing::warn!(claim = %self.uri("claim"), error = %e, "could not remove the claim; it expires with its lease");
+        let mode = match version {
+            Some(version) if version.e_tag.is_some() || version.version.is_some() => PutMode::Update(version),
+            _ => PutMode::Overwrite,
+        };
+        match store.put_opts(&held.at.path, held.body(), PutOptions { mode, ..Default::default() }).await {
+            Ok(_) | Err(object_store::Error::NotImplemented { .. }) => Ok(Claim::Acquired(held)),
+            Err(object_store::Error::Precondition { .. }) | Err(object_store::Error::AlreadyExists { .. }) => Ok(Claim::HeldElsewhere { age: Duration::ZERO }),
+            Err(e) => Err(store_error(&held.at.uri, e)),
         }
     }
 

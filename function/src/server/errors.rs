@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 
-use crate::error::Error;
+use crate::error::{bounded, Error};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -30,6 +30,15 @@ impl From<Error> for ApiError {
     }
 }
 
+/// No standard status says "the client left"; 499 is nginx's, and what dashboards expect.
+pub fn client_closed() -> StatusCode {
+    StatusCode::from_u16(499).expect("499 is in the valid range")
+}
+
+/// Longest error message sent or logged: input quoted in messages is bounded where it is
+/// quoted, and this bounds whatever slipped through (a parser's own message, say).
+const MAX_MESSAGE_CHARS: usize = 1024;
+
 /// Status and a short machine-readable code for each error.
 pub fn classify(error: &Error) -> (StatusCode, &'static str) {
     match error {
@@ -40,6 +49,10 @@ pub fn classify(error: &Error) -> (StatusCode, &'static str) {
         Error::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
         Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
         Error::Forbidden(_) => (StatusCode::FORBIDDEN, "source_not_allowed"),
+        Error::OutputForbidden(_) => (StatusCode::FORBIDDEN, "output_not_allowed"),
+        Error::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+        // nginx's "client closed request": counted apart from the server's own failures.
+        Error::ClientGone(_) => (client_closed(), "client_closed"),
         Error::NotFound(_) => (StatusCode::NOT_FOUND, "source_not_found"),
         Error::Store { retryable: false, .. } => (StatusCode::FORBIDDEN, "store_access_denied"),
         Error::Store { retryable: true, .. } => (StatusCode::BAD_GATEWAY, "store_unavailable"),
@@ -61,7 +74,8 @@ pub fn error_body(error: &Error) -> serde_json::Value {
         Error::InvalidArgument { field, .. } => serde_json::json!(field),
         _ => serde_json::Value::Null,
     };
-    serde_json::json!({"error": {"message": error.to_string(), "type": kind, "param": param, "code": code}})
+    let message = bounded(&error.to_string(), MAX_MESSAGE_CHARS);
+    serde_json::json!({"error": {"message": message, "type": kind, "param": param, "code": code}})
 }
 
 impl ApiError {
@@ -84,10 +98,11 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let mut response = self.response_builder(status);
+        let error = bounded(&self.error.to_string(), MAX_MESSAGE_CHARS);
         if status.is_server_error() {
-            tracing::error!(error = %self.error, "request failed");
+            tracing::error!(error, "request failed");
         } else {
-            tracing::info!(error = %self.error, status = status.as_u16(), "request refused");
+            tracing::info!(error, status = status.as_u16(), "request refused");
         }
         response.json(error_body(&self.error))
     }

@@ -12,22 +12,20 @@ use std::sync::Arc;
 use actix_web::{web, HttpRequest, HttpResponse};
 use cloudevents::binding::actix::HttpResponseBuilderExt;
 use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
-use futures::future::join_all;
 use tracing::Instrument;
 
-use super::body::{media_type, read_limited};
+use super::body::{media_type, Bodies};
 use super::errors::{classify, error_body, ApiError, ApiResult};
-use crate::error::{Error, Result};
+use super::replay::Replayed;
+use super::transcribe::response_format;
+use crate::engine::Permit;
+use crate::error::{bounded, Error, Result, QUOTE_CHARS};
 use crate::events::{self, Audio, EventData, Job, Parsed};
-use crate::output;
+use crate::output::{self, Format};
 use crate::service::{ObjectOutcome, Service};
 
 const BATCH_MEDIA_TYPE: &str = "application/cloudevents-batch+json";
 const STRUCTURED_MEDIA_TYPE: &str = "application/cloudevents+json";
-/// Events carry inline audio as base64: a third larger than the audio limit.
-fn event_limit(service: &Service) -> u64 {
-    service.config.max_body_bytes / 3 * 4 + 64 * 1024
-}
 
 /// What one event came to.
 pub enum Answer {
@@ -35,50 +33,64 @@ pub enum Answer {
     Ignored(String),
 }
 
-pub async fn receive(req: HttpRequest, payload: web::Payload, service: web::Data<Service>) -> ApiResult<HttpResponse> {
+pub async fn receive(req: HttpRequest, payload: web::Payload, service: web::Data<Service>, bodies: web::Data<Bodies>, replayed: web::Data<Replayed>) -> ApiResult<HttpResponse> {
     let service: Arc<Service> = service.into_inner();
-    let body = read_limited(&req, payload, event_limit(&service)).await?;
     let media = media_type(&req).unwrap_or_default();
-    if media == BATCH_MEDIA_TYPE {
-        return receive_batch(&service, &body).await;
+    let is_event = req.headers().contains_key("ce-specversion") || media == STRUCTURED_MEDIA_TYPE;
+    if !(is_event || matches!(media.as_str(), BATCH_MEDIA_TYPE | "application/json" | "")) {
+        return Err(Error::UnsupportedMediaType(format!(
+            "`{}`: send a CloudEvent (binary mode, {STRUCTURED_MEDIA_TYPE} or {BATCH_MEDIA_TYPE}) or a storage webhook (application/json)",
+            bounded(&media, QUOTE_CHARS)
+        ))
+        .into());
     }
-    if req.headers().contains_key("ce-specversion") || media == STRUCTURED_MEDIA_TYPE {
+    // Admission before the body, as on every route: the event's jobs run in this place.
+    let mut permit = service.engine.admit()?;
+    let body = bodies.read(&req, payload, service.config.event_body_limit(), &mut permit, 2).await?;
+    let permit = Arc::new(permit);
+    if media == BATCH_MEDIA_TYPE {
+        return receive_batch(&service, &replayed, body, permit).await;
+    }
+    if is_event {
         let event = cloudevents::binding::http_0_2::to_event(req.headers(), body)
             .map_err(|e| Error::InvalidRequest(format!("not a valid CloudEvent: {e}")))?;
-        let answer = handle_event(&service, &event).await;
+        let answer = handle_event(&service, &replayed, &event, &permit).await;
         return Ok(match answer {
             Ok(Answer::Completed(data)) => HttpResponse::Ok().event(reply(&event, data)).map_err(|e| Error::Device(format!("reply event: {e}")))?,
             Ok(Answer::Ignored(reason)) => ignored(&reason),
             Err(e) => return Err(e.into()),
         });
     }
-    if media == "application/json" || media.is_empty() {
-        let value: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| Error::InvalidRequest(format!("body is neither a CloudEvent (no ce-specversion header) nor JSON: {e}")))?;
-        if let Some(code) = events::eventgrid_validation_code(&value) {
-            tracing::info!("answering Azure Event Grid's subscription validation");
-            return Ok(HttpResponse::Ok().json(serde_json::json!({ "validationResponse": code })));
-        }
-        let parsed = events::from_webhook(&value).map_err(|e| Error::InvalidRequest(e.to_string()))?;
-        return Ok(match count("webhook", &service, run_job_json(&service, parsed).await)? {
-            Answer::Completed(data) => HttpResponse::Ok().json(data),
-            Answer::Ignored(reason) => ignored(&reason),
-        });
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| Error::InvalidRequest(format!("body is neither a CloudEvent (no ce-specversion header) nor JSON: {e}")))?;
+    drop(body);
+    if let Some(code) = events::eventgrid_validation_code(&value) {
+        tracing::info!("answering Azure Event Grid's subscription validation");
+        return Ok(HttpResponse::Ok().json(serde_json::json!({ "validationResponse": code })));
     }
-    Err(Error::UnsupportedMediaType(format!(
-        "`{media}`: send a CloudEvent (binary mode, {STRUCTURED_MEDIA_TYPE} or {BATCH_MEDIA_TYPE}) or a storage webhook (application/json)"
-    ))
-    .into())
+    let parsed = events::from_webhook(&value).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+    Ok(match count("webhook", &service, run_jobs_in(&service, parsed, &permit).await)? {
+        Answer::Completed(data) => HttpResponse::Ok().json(data),
+        Answer::Ignored(reason) => ignored(&reason),
+    })
 }
 
 fn ignored(reason: &str) -> HttpResponse {
+    // One reason per record: an event with thousands of records must not make a huge header.
+    let reason = bounded(&reason.replace(['\r', '\n'], " "), 1024);
     tracing::info!(reason, "nothing to transcribe");
-    HttpResponse::Accepted().insert_header(("x-tingxie-ignored", reason.replace(['\r', '\n'], " "))).finish()
+    HttpResponse::Accepted().insert_header(("x-tingxie-ignored", reason)).finish()
 }
 
-async fn receive_batch(service: &Arc<Service>, body: &[u8]) -> ApiResult<HttpResponse> {
-    let batch: Vec<Event> = serde_json::from_slice(body).map_err(|e| Error::InvalidRequest(format!("not a CloudEvents batch: {e}")))?;
-    let answers = join_all(batch.iter().map(|event| handle_event(service, event))).await;
+/// The events of a batch run one after another in the batch's queue place, so a batch larger
+/// than the queue still finishes in one delivery.
+async fn receive_batch(service: &Arc<Service>, replayed: &Replayed, body: Vec<u8>, permit: Arc<Permit>) -> ApiResult<HttpResponse> {
+    let batch: Vec<Event> = serde_json::from_slice(&body).map_err(|e| Error::InvalidRequest(format!("not a CloudEvents batch: {e}")))?;
+    drop(body);
+    let mut answers = Vec::with_capacity(batch.len());
+    for event in &batch {
+        answers.push(handle_event(service, replayed, event, &permit).await);
+    }
     let worst = answers.iter().filter_map(|a| a.as_ref().err()).max_by_key(|e| severity(e));
     if let Some(error) = worst {
         let (status, _) = classify(error);
@@ -114,10 +126,25 @@ fn severity(error: &Error) -> u8 {
     }
 }
 
-async fn handle_event(service: &Arc<Service>, event: &Event) -> Result<Answer> {
-    let span = tracing::info_span!("event", ce_id = event.id(), ce_type = event.ty(), ce_source = %event.source());
+/// One event; a redelivery of an event already answered here gets the same answer again
+/// (inline audio has no stored transcript to find).
+async fn handle_event(service: &Arc<Service>, replayed: &Replayed, event: &Event, permit: &Arc<Permit>) -> Result<Answer> {
+    let span = tracing::info_span!(
+        "event",
+        ce_id = bounded(event.id(), QUOTE_CHARS),
+        ce_type = bounded(event.ty(), QUOTE_CHARS),
+        ce_source = bounded(&event.source().to_string(), QUOTE_CHARS)
+    );
+    let key = (event.source().to_string(), event.id().to_string());
+    if let Some(mut data) = replayed.get(&key) {
+        data["duplicate"] = true.into();
+        return span.in_scope(|| count(event.ty(), service, Ok(Answer::Completed(data))));
+    }
     let parsed = span.in_scope(|| parse_event(event));
-    let answer = run_job_json(service, parsed?).instrument(span.clone()).await;
+    let answer = run_jobs_in(service, parsed?, permit).instrument(span.clone()).await;
+    if let Ok(Answer::Completed(data)) = &answer {
+        replayed.put(key, data.clone());
+    }
     span.in_scope(|| count(event.ty(), service, answer))
 }
 
@@ -152,14 +179,22 @@ fn count(ty: &str, service: &Service, answer: Result<Answer>) -> Result<Answer> 
     answer
 }
 
-/// Runs the jobs of one event or request concurrently. One job answers with its own result;
+/// Runs the jobs of one request in its queue place. One job answers with its own result;
 /// several with `{"transcripts": [...]}`.
-pub async fn run_job_json(service: &Arc<Service>, parsed: Parsed) -> Result<Answer> {
+pub async fn run_jobs(service: &Arc<Service>, parsed: Parsed, permit: Permit) -> Result<Answer> {
+    run_jobs_in(service, parsed, &Arc::new(permit)).await
+}
+
+/// [`run_jobs`] with a place shared by several events (a batch): jobs run one after another.
+async fn run_jobs_in(service: &Arc<Service>, parsed: Parsed, permit: &Arc<Permit>) -> Result<Answer> {
     let jobs = match parsed {
         Parsed::Ignored { reason } => return Ok(Answer::Ignored(reason)),
         Parsed::Jobs(jobs) => jobs,
     };
-    let results = join_all(jobs.into_iter().map(|job| run_job(service, job))).await;
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        results.push(run_job(service, job, permit).await);
+    }
     let mut done = Vec::new();
     let mut failures = Vec::new();
     for result in results {
@@ -179,15 +214,15 @@ pub async fn run_job_json(service: &Arc<Service>, parsed: Parsed) -> Result<Answ
     })
 }
 
-async fn run_job(service: &Arc<Service>, job: Job) -> Result<Option<serde_json::Value>> {
+async fn run_job(service: &Arc<Service>, job: Job, permit: &Arc<Permit>) -> Result<Option<serde_json::Value>> {
     match job.audio {
-        Audio::Object(obj) => match service.transcribe_object(&obj, &job.options).await? {
+        Audio::Object(obj) => match service.transcribe_object(&obj, &job.options, permit.clone()).await? {
             ObjectOutcome::Done(completed) => Ok(Some(serde_json::to_value(completed).expect("serialisable"))),
             ObjectOutcome::Ignored(_) => Ok(None),
         },
         Audio::Inline(bytes) => {
+            let format = response_format(&job.options)?;
             let options = service.decode_options(&job.options)?;
-            let permit = service.engine.admit()?;
             let done = service.transcribe_bytes(permit, bytes, None, options, None).await?;
             let mut value = output::verbose_json(&done.transcript);
             value["model"] = service.config.model_name().into();
@@ -195,6 +230,10 @@ async fn run_job(service: &Arc<Service>, job: Job) -> Result<Option<serde_json::
             value["compute_seconds"] = done.compute.as_secs_f64().into();
             if done.transcript.duration > 0.0 {
                 value["real_time_factor"] = (done.compute.as_secs_f64() / done.transcript.duration).into();
+            }
+            // The transcript in the format the request asked for, beside the full record.
+            if job.options.response_format.is_some() && format != Format::VerboseJson {
+                value["formatted"] = output::render(&done.transcript, format).into();
             }
             Ok(Some(value))
         }

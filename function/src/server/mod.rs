@@ -1,7 +1,7 @@
 //! `tingxie serve`: the HTTP face of the service (actix-web). Handlers move bytes; the engine
 //! thread computes. The port is bound at once (liveness answers while the model loads);
-//! readiness turns true when the engine is warm. SIGTERM: readiness off, no new work,
-//! in-flight work finishes within the grace period, exit 0.
+//! readiness turns true when the engine is warm. SIGTERM: readiness off, new work answered
+//! 503, in-flight work finishes within the grace period, exit 0.
 
 mod body;
 mod errors;
@@ -9,6 +9,7 @@ mod events;
 mod openai;
 mod ops;
 mod peer;
+mod replay;
 mod transcribe;
 
 use std::process::ExitCode;
@@ -19,6 +20,8 @@ use actix_web::{web, App, HttpServer};
 use tingxie_model_cache::CacheConfig;
 
 use crate::config::ServeConfig;
+use body::Bodies;
+use replay::Replayed;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::objects::Objects;
@@ -30,19 +33,24 @@ pub fn serve(config: ServeConfig) -> ExitCode {
     init_logging(&config.log);
     errors::RETRY_AFTER_SECONDS.store(config.retry_after_seconds, Ordering::Relaxed);
     let metrics = Arc::new(Metrics::new());
-    let objects = Objects::new(CacheConfig::from_env(), &config.allowed_sources, &config.output);
+    let objects = Objects::new(CacheConfig::from_env(), &config.allowed_sources, &config.output, &config.allowed_outputs);
     if objects.allow.is_empty() {
         tracing::info!("TINGXIE_ALLOWED_SOURCES is empty: only audio sent in requests is transcribed");
     }
+    metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), &config.model_name(), &config.device.to_string()]).set(1);
     phases.lap("config");
     let engine = Engine::start(&config, metrics.clone(), phases);
-    let service = web::Data::new(Service::new(config.clone(), engine.clone(), objects, metrics));
+    let bodies = web::Data::new(Bodies::new(&config, metrics.clone()));
+    let replayed = web::Data::new(Replayed::default());
+    let service = web::Data::new(Service::new(config.clone(), engine.clone(), objects, metrics.clone()));
     let system = actix_web::rt::System::new();
     let result = system.block_on(async move {
         let app_service = service.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_service.clone())
+                .app_data(bodies.clone())
+                .app_data(replayed.clone())
                 .wrap(actix_web::middleware::from_fn(ops::observe))
                 .route("/", web::post().to(events::receive))
                 .route("/transcribe", web::post().to(transcribe::transcribe))
@@ -64,6 +72,12 @@ pub fn serve(config: ServeConfig) -> ExitCode {
             wait_for_termination().await;
             tracing::info!(grace_seconds = config.shutdown_grace_seconds, "terminating: readiness off, finishing in-flight work");
             engine.drain();
+            // The listener stays open meanwhile: new work gets 503 + Retry-After (and goes to
+            // another pod), never a refused connection.
+            let deadline = std::time::Instant::now() + config.shutdown_grace();
+            while metrics.inflight.get() > 0 && std::time::Instant::now() < deadline {
+                actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
             handle.stop(true).await;
         });
         server.await

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 use tracing::Instrument;
@@ -32,12 +33,17 @@ pub async fn metrics(service: web::Data<Service>) -> HttpResponse {
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    let message = format!("no route for {} {}", req.method(), req.path());
+    let message = format!("no route for {} {}", req.method(), crate::error::bounded(req.path(), 256));
     HttpResponse::NotFound().json(serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": "no_route"}}))
 }
 
-/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).
-fn trace_id(req: &ServiceRequest) -> Option<String> {
+/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), or a new one:
+/// every request's log lines can be found by one id, which the reply names (`x-trace-id`).
+fn trace_id(req: &ServiceRequest) -> String {
+    traceparent_id(req).unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+fn traceparent_id(req: &ServiceRequest) -> Option<String> {
     let value = req.headers().get("traceparent")?.to_str().ok()?;
     let id = value.split('-').nth(1)?;
     (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id != "0".repeat(32)).then(|| id.to_ascii_lowercase())
@@ -54,19 +60,26 @@ impl Drop for Inflight<'_> {
 pub async fn observe(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let service = req.app_data::<web::Data<Service>>().cloned().expect("service data is registered");
     let route = req.match_pattern().unwrap_or_else(|| "other".into());
-    let span = tracing::info_span!("request", trace_id = trace_id(&req).as_deref().unwrap_or(""), method = %req.method(), route = %route);
+    let trace_id = trace_id(&req);
+    let method = req.method().to_string();
+    let span = tracing::info_span!("request", trace_id = %trace_id, method = %method, route = %route);
     let started = Instant::now();
     service.metrics.inflight.inc();
     let _inflight = Inflight(&service.metrics.inflight);
-    let response = next.call(req).instrument(span.clone()).await?;
-    let seconds = started.elapsed().as_secs_f64();
-    // One access line per request; probes and scrapes only at debug, they come every few seconds.
-    if route.starts_with("/health") || route == "/metrics" {
-        tracing::debug!(parent: &span, status = response.status().as_u16(), seconds, "request");
-    } else {
-        tracing::info!(parent: &span, status = response.status().as_u16(), seconds, "request");
+    let mut response = next.call(req).instrument(span.clone()).await?;
+    if let Ok(value) = HeaderValue::from_str(&trace_id) {
+        response.headers_mut().insert(HeaderName::from_static("x-trace-id"), value);
     }
-    let status = response.status().as_u16().to_string();
+    let seconds = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    // One access line per request, complete in itself; probes and scrapes only at debug, they
+    // come every few seconds.
+    if route.starts_with("/health") || route == "/metrics" {
+        tracing::debug!(parent: &span, %trace_id, %method, %route, status, seconds, "request");
+    } else {
+        tracing::info!(parent: &span, %trace_id, %method, %route, status, seconds, "request");
+    }
+    let status = status.to_string();
     service.metrics.http_requests.with_label_values(&[route.as_str(), status.as_str()]).inc();
     service.metrics.http_duration.with_label_values(&[route.as_str()]).observe(seconds);
     Ok(response)

@@ -1,75 +1,87 @@
 //! `POST /transcribe`: a raw audio body (answered with the transcript), or a JSON request
 //! `{"source": "s3://bucket/key", ...}` (the same body as a `dev.tingxie.transcription.requested`
-//! event: transcribed once per object version, transcripts written back).
+//! event: transcribed once per object version, transcripts written back) or
+//! `{"audio": BASE64, ...}` (answered in its `response_format`).
 
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::body::{media_type, read_limited};
+use super::body::{media_type, Bodies};
 use super::errors::ApiResult;
+use super::events::{run_jobs, Answer};
 use super::peer;
-use super::events::{run_job_json, Answer};
 use crate::engine::Done;
-use crate::error::Error;
-use crate::events::{self, EventData, RequestOptions};
+use crate::error::{bounded, Error, Result, QUOTE_CHARS};
+use crate::events::{self, EventData, Parsed, RequestOptions};
 use crate::output::{self, Format};
 use crate::service::Service;
-
-/// Query parameters of a raw-audio request: OpenAI's field names.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AudioQuery {
-    response_format: Option<String>,
-    language: Option<String>,
-    prompt: Option<String>,
-    temperature: Option<f32>,
-    beam_size: Option<usize>,
-    batch_size: Option<usize>,
-}
 
 /// Raw bodies this endpoint takes; the bytes themselves decide the codec.
 fn is_audio_media_type(media: &str) -> bool {
     media.is_empty() || media.starts_with("audio/") || matches!(media, "application/octet-stream" | "application/ogg" | "video/ogg" | "video/webm")
 }
 
-pub async fn transcribe(req: HttpRequest, payload: web::Payload, service: web::Data<Service>) -> ApiResult<HttpResponse> {
+/// The options of a raw-audio request, from its query string (OpenAI's field names).
+fn query_options(query: &str) -> Result<RequestOptions> {
+    let mut options = RequestOptions::default();
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if !options.set_text(&name, &value)? {
+            return Err(Error::InvalidRequest(format!("unknown query parameter `{}`", bounded(&name, QUOTE_CHARS))));
+        }
+    }
+    options.validate()?;
+    Ok(options)
+}
+
+pub fn response_format(options: &RequestOptions) -> Result<Format> {
+    options.response_format.as_deref().map_or(Ok(Format::Json), str::parse)
+}
+
+pub async fn transcribe(req: HttpRequest, payload: web::Payload, service: web::Data<Service>, bodies: web::Data<Bodies>) -> ApiResult<HttpResponse> {
     let service: Arc<Service> = service.into_inner();
     let media = media_type(&req).unwrap_or_default();
     if media == "application/json" {
-        let body = read_limited(&req, payload, service.config.max_body_bytes).await?;
-        let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Error::InvalidRequest(format!("the JSON body: {e}")))?;
-        let parsed = events::from_cloudevent(events::REQUEST_EVENT_TYPE, "http", None, Some(EventData::Json(&value)))
-            .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-        return Ok(match run_job_json(&service, parsed).await? {
-            Answer::Completed(data) => HttpResponse::Ok().json(data),
-            Answer::Ignored(reason) => HttpResponse::Ok().json(serde_json::json!({ "ignored": reason })),
-        });
+        return Ok(json_request(&service, &bodies, &req, payload).await?);
     }
     if !is_audio_media_type(&media) {
         return Err(Error::UnsupportedMediaType(format!(
-            "`{media}`: send audio bytes (audio/*, application/octet-stream) or a JSON request (application/json)"
+            "`{}`: send audio bytes (audio/*, application/octet-stream) or a JSON request (application/json)",
+            bounded(&media, QUOTE_CHARS)
         ))
         .into());
     }
-    let query = web::Query::<AudioQuery>::from_query(req.query_string())
-        .map_err(|e| Error::InvalidRequest(format!("query string: {e}")))?
-        .into_inner();
-    let format: Format = query.response_format.as_deref().map_or(Ok(Format::Json), str::parse)?;
-    let options = service.decode_options(&RequestOptions {
-        language: query.language,
-        prompt: query.prompt,
-        temperature: query.temperature,
-        beam_size: query.beam_size,
-        batch_size: query.batch_size,
-        ..Default::default()
-    })?;
+    let requested = query_options(req.query_string())?;
+    let format = response_format(&requested)?;
+    let options = service.decode_options(&requested)?;
     // Admission before reading the body: a full queue costs the client one round trip.
-    let permit = service.engine.admit()?;
-    let body = read_limited(&req, payload, service.config.max_body_bytes).await?;
+    let mut permit = service.engine.admit()?;
+    let body = bodies.read(&req, payload, service.config.max_body_bytes, &mut permit, 1).await?;
     let hint = (!media.is_empty() && media != "application/octet-stream").then_some(media);
-    let done = service.transcribe_bytes(permit, body, hint, options, Some(peer::still_connected(&req))).await?;
+    let done = service.transcribe_bytes(&permit, body, hint, options, Some(peer::still_connected(&req))).await?;
     Ok(transcript_response(&done, format))
+}
+
+async fn json_request(service: &Arc<Service>, bodies: &Bodies, req: &HttpRequest, payload: web::Payload) -> Result<HttpResponse> {
+    let mut permit = service.engine.admit()?;
+    let body = bodies.read(req, payload, service.config.event_body_limit(), &mut permit, 2).await?;
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Error::InvalidRequest(format!("the JSON body: {e}")))?;
+    drop(body);
+    let parsed = events::from_cloudevent(events::REQUEST_EVENT_TYPE, "http", None, Some(EventData::Json(&value)))
+        .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+    // Inline audio is answered in its response_format; a source's transcripts are written in
+    // every format and answered with their record.
+    let format = match &parsed {
+        Parsed::Jobs(jobs) => jobs.first().map(|job| response_format(&job.options)).transpose()?,
+        Parsed::Ignored { .. } => None,
+    };
+    Ok(match run_jobs(service, parsed, permit).await? {
+        Answer::Completed(data) => match (format, data.get("formatted").and_then(|f| f.as_str())) {
+            (Some(format), Some(formatted)) => HttpResponse::Ok().content_type(format.content_type()).body(formatted.to_string()),
+            _ => HttpResponse::Ok().json(data),
+        },
+        Answer::Ignored(reason) => HttpResponse::Ok().json(serde_json::json!({ "ignored": reason })),
+    })
 }
 
 /// The transcript in the requested format, with where the time went in headers.

@@ -17,7 +17,7 @@ fn request(data: Value) -> Result<Parsed, EventError> {
 #[test]
 fn request_with_source_and_options() {
     let data = json!({"source": "s3://meetings-audio/2024/standup%20notes.wav", "language": "zh", "prompt": "听写",
-        "temperature": 0.2, "beam_size": 5, "response_format": "srt", "output": "s3://meetings-audio/transcripts/"});
+        "temperature": 0.2, "beam_size": 5, "output": "s3://meetings-audio/transcripts/"});
     let j = jobs(request(data).unwrap()).remove(0);
     let Audio::Object(o) = &j.audio else { panic!() };
     assert_eq!(
@@ -177,6 +177,11 @@ fn request_errors_name_the_field() {
     );
     assert_eq!(
         field_of(json!({"source": "s3://b/k", "response_format": "docx"})),
+        "response_format"
+    );
+    // A source's transcripts are written in every format: a format asked for is a mistake.
+    assert_eq!(
+        field_of(json!({"source": "s3://b/k", "response_format": "srt"})),
         "response_format"
     );
     assert_eq!(
