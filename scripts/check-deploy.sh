@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The deployment checks (`make check-deploy`; issue 5): every overlay renders with a current
-# kubectl and with Debian's (old kustomize) to the same objects; Knative objects validate against
+# kubectl without warnings, and monitoring with Debian's (old kustomize) to the same objects; Knative objects validate against
 # the Knative CRDs and the repo's config-features patch; other objects against Kubernetes'
 # schemas (kubernetes-validate, strict) and the Prometheus Operator's; the manifests agree with
 # the server (knative/checks/consistency.py); the Dockerfile passes hadolint and its COPY
@@ -64,11 +64,10 @@ k8s_validate() {  # every object of the file, strict (unknown fields fail)
 }
 
 for overlay in cpu gpu; do
-  step "$overlay: renders with kubectl (kustomize 5)" \
-    bash -c "'$KUBECTL' kustomize knative/overlays/$overlay > '$out/$overlay.yaml'"
-  step "$overlay: renders with Debian's kubectl (kustomize 2)" \
-    bash -c "'$KUBECTL_DEBIAN' kustomize knative/overlays/$overlay > '$out/$overlay-debian.yaml'"
-  step "$overlay: both render the same objects" same_objects "$out/$overlay.yaml" "$out/$overlay-debian.yaml"
+  # Overlays use `resources` and `patches` (kustomize 4+): Debian's kubectl 1.20 cannot read
+  # them, so only the current kubectl renders them, and must not warn.
+  step "$overlay: renders with kubectl (kustomize 5), no warnings" \
+    bash -c "'$KUBECTL' kustomize knative/overlays/$overlay > '$out/$overlay.yaml' 2> '$out/$overlay.err'; status=\$?; cat '$out/$overlay.err'; [ \$status -eq 0 ] && [ ! -s '$out/$overlay.err' ]"
   step "$overlay: Knative objects valid (validate-knative.py, $FEATURES)" \
     "$PY" "$SHARED/schemas/validate-knative.py" "$out/$overlay.yaml" --features "$FEATURES"
   show
