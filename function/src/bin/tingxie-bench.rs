@@ -59,6 +59,8 @@ struct Run {
     stderr: String,
 }
 
+// The child is reaped by wait4, not `Child::wait`: wait4 also gives its peak RSS.
+#[allow(clippy::zombie_processes)]
 fn run(command: &mut Command) -> Run {
     let out_path = std::env::temp_dir().join(format!("tingxie-bench-{}.out", std::process::id()));
     let err_path = out_path.with_extension("err");

@@ -290,7 +290,7 @@ mod tests {
         std::os::unix::fs::symlink(outside.join("secret.wav"), inside.join("leak.wav")).unwrap();
         std::os::unix::fs::symlink(inside.join("real.wav"), inside.join("alias.wav")).unwrap();
         let allowed = format!("file://{}/", inside.display());
-        let objects = Objects::new(CacheConfig::new("/tmp/unused"), &[allowed.clone()], "", &[]);
+        let objects = Objects::new(CacheConfig::new("/tmp/unused"), std::slice::from_ref(&allowed), "", &[]);
         let local = |name: &str| {
             let path = inside.join(name).display().to_string();
             obj(&format!("file://{path}"), "", &path)

@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn a_window_of_exactly_thirty_seconds_is_not_cut() {
-        let mel = mel_with_pauses(WINDOW_FRAMES + 1, &[100..200]);
+        let mel = mel_with_pauses(WINDOW_FRAMES + 1, std::slice::from_ref(&(100..200)));
         assert_eq!(quiet_windows(&mel), vec![0..WINDOW_FRAMES]);
     }
 }

@@ -91,7 +91,7 @@ impl DecodeOptions {
         if self.best_of == 0 || self.best_of > 64 {
             return bad("best_of", "must be between 1 and 64");
         }
-        if !(self.patience > 0.0) {
+        if self.patience.is_nan() || self.patience <= 0.0 {
             return bad("patience", "must be positive");
         }
         if self.temperatures.is_empty() || self.temperatures.iter().any(|t| !(0.0..=2.0).contains(t)) {

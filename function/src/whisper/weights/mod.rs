@@ -5,13 +5,13 @@ mod ct2;
 mod hf;
 mod names;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::whisper::config::WhisperConfig;
 
-pub use names::{canonical_tensors, hf_source};
+pub use names::{canonical_tensors, hf_source, Part};
 
 /// A tensor in host memory, float32, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,7 +81,7 @@ pub enum F16Rows {
 impl F16Rows {
     /// The values whose bytes are `offset..offset + len` of `map`, read in place.
     fn mapped(map: &Arc<memmap2::Mmap>, offset: usize, len: usize) -> Self {
-        assert!(offset + len <= map.len() && len % 2 == 0, "f16 rows outside the map");
+        assert!(offset + len <= map.len() && len.is_multiple_of(2), "f16 rows outside the map");
         F16Rows::Mapped { map: map.clone(), offset, len }
     }
 
@@ -196,7 +196,7 @@ fn check_shape(name: &str, expected: &[usize], found: &[usize]) -> Result<()> {
     }
 }
 
-fn missing(name: &str, file: &PathBuf) -> Error {
+fn missing(name: &str, file: &Path) -> Error {
     Error::Model(format!("tensor `{name}` missing from {}", file.display()))
 }
 

@@ -21,8 +21,10 @@ use crate::error::Result;
 use crate::whisper::weights::TensorSource;
 use host_matrix::HostMatrix;
 
-/// A linear layer on Flex.
+/// A linear layer on Flex. (A few dozen per model, built once: the size of the larger variant
+/// costs nothing.)
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum Linear {
     /// [`Rows::Many`]: burn's product (gemm) with the weight transposed.
     Matrix(generic::Linear<Flex>),
