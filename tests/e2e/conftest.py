@@ -42,6 +42,15 @@ def reference_text(name: str) -> str:
     raise KeyError(name)
 
 
+def proc_memory(pid: int, field: str) -> int:
+    """A memory figure of a process from /proc/PID/status, in bytes: `VmRSS` (now), `VmHWM` (peak)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} for process {pid}")
+
+
 def wait_until(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

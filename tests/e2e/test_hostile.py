@@ -22,7 +22,7 @@ from functools import lru_cache
 import pytest
 import requests
 
-from conftest import BUCKET, MODEL, SPEECH, Server, reference_text, s3_record, wait_until
+from conftest import BUCKET, MODEL, SPEECH, Server, proc_memory, reference_text, s3_record, wait_until
 
 MiB = 1024 * 1024
 REQUESTED = "dev.tingxie.transcription.requested"
@@ -130,11 +130,7 @@ def log_offset(srv) -> int:
 
 def vm_hwm(pid: int) -> int:
     """Peak resident memory of a process, in bytes."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM")
+    return proc_memory(pid, "VmHWM")
 
 
 class MemoryCap:

@@ -6,15 +6,11 @@ import time
 
 import requests
 
-from conftest import SPEECH, Server, wait_until
+from conftest import SPEECH, Server, proc_memory, wait_until
 
 
 def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
+    return proc_memory(pid, "VmRSS")
 
 
 def post_audio(url, body):
