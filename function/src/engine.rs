@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tingxie_model_cache::{CacheConfig, LocalModel, ModelCache};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::audio::SAMPLE_RATE;
 use crate::config::ServeConfig;
 use crate::device::{self, AnyTranscriber};
-use crate::kernels;
 use crate::error::{Error, Result};
+use crate::kernels;
 use crate::metrics::Metrics;
 use crate::startup::Phases;
 use crate::transcript::Transcript;
@@ -135,7 +135,13 @@ impl Engine {
     /// Transcribes on the engine thread, in the queue place `_permit` holds (a request's jobs
     /// run one after another in it). If the caller stops waiting, or `wanted` says its client
     /// went away, the job is dropped before compute.
-    pub async fn transcribe(&self, _permit: &Permit, samples: Vec<f32>, options: DecodeOptions, wanted: Option<StillWanted>) -> Result<Done> {
+    pub async fn transcribe(
+        &self,
+        _permit: &Permit,
+        samples: Vec<f32>,
+        options: DecodeOptions,
+        wanted: Option<StillWanted>,
+    ) -> Result<Done> {
         let (reply, done) = oneshot::channel();
         self.metrics.queue_depth.inc();
         let job = Job { samples, options, enqueued: Instant::now(), reply, wanted };

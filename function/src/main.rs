@@ -162,7 +162,10 @@ fn transcribe(args: TranscribeArgs) -> ExitCode {
         }
     };
     if args.timings {
-        eprintln!("{}", serde_json::json!({"model": args.model, "device": args.device.to_string(), "load_s": load_start.elapsed().as_secs_f64()}));
+        eprintln!(
+            "{}",
+            serde_json::json!({"model": args.model, "device": args.device.to_string(), "load_s": load_start.elapsed().as_secs_f64()})
+        );
     }
     if args.warm_up {
         let (start, before) = (Instant::now(), args.timings.then(tingxie::kernels::settled_counts).flatten());

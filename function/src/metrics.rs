@@ -2,8 +2,8 @@
 //! Grafana dashboard under `knative/` use them, and a check compares them with `/metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, GaugeVec, Counter,
-    Opts, Registry, TextEncoder,
+    Counter, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Buckets for request latency and compute time: 50 ms to 30 min.
@@ -72,19 +72,32 @@ impl Metrics {
             queue_capacity: gauge("tingxie_queue_capacity", "Jobs the engine admits at once (queue depth + 1 computing)."),
             places_held: gauge("tingxie_queue_places_held", "Queue places held by requests (waiting, uploading or computing)."),
             engine_busy: gauge("tingxie_engine_busy", "1 while the engine computes a job."),
-            body_bytes: gauge("tingxie_body_bytes_buffered", "Bytes of request bodies held in memory (bounded by TINGXIE_BODY_MEMORY_BYTES)."),
+            body_bytes: gauge(
+                "tingxie_body_bytes_buffered",
+                "Bytes of request bodies held in memory (bounded by TINGXIE_BODY_MEMORY_BYTES).",
+            ),
             build_info: register(
                 &r,
-                IntGaugeVec::new(Opts::new("tingxie_build_info", "1, labelled with the version, model and device."), &["version", "model", "device"])
-                    .expect("valid metric"),
+                IntGaugeVec::new(
+                    Opts::new("tingxie_build_info", "1, labelled with the version, model and device."),
+                    &["version", "model", "device"],
+                )
+                .expect("valid metric"),
             ),
             queue_wait: histogram("tingxie_queue_wait_seconds", "Time a job waited for the engine.", SECONDS_BUCKETS),
             compute: histogram("tingxie_compute_seconds", "Engine time per job.", SECONDS_BUCKETS),
-            audio_seconds: register(&r, Counter::new("tingxie_audio_seconds_total", "Seconds of audio transcribed.").expect("valid metric")),
+            audio_seconds: register(
+                &r,
+                Counter::new("tingxie_audio_seconds_total", "Seconds of audio transcribed.").expect("valid metric"),
+            ),
             real_time_factor: histogram("tingxie_real_time_factor", "Compute seconds per audio second.", RTF_BUCKETS),
             events: counter_vec("tingxie_events_total", "Storage events and requests by type and outcome.", &["type", "outcome"]),
             duplicates_skipped: counter("tingxie_duplicates_skipped_total", "Deliveries answered from an existing transcript."),
-            rejected: counter_vec("tingxie_rejected_total", "Requests refused before work (queue_full, body_memory, not_ready, draining).", &["reason"]),
+            rejected: counter_vec(
+                "tingxie_rejected_total",
+                "Requests refused before work (queue_full, body_memory, not_ready, draining).",
+                &["reason"],
+            ),
             cancelled: counter("tingxie_cancelled_total", "Jobs dropped before compute because the client went away."),
             ready: gauge("tingxie_ready", "1 when a request would be served without loading."),
             cold_start_phase: register(
@@ -94,7 +107,10 @@ impl Metrics {
             ),
             cache_requests: counter_vec("tingxie_model_cache_requests_total", "Model cache lookups by outcome.", &["outcome"]),
             cache_bytes: counter("tingxie_model_cache_bytes_downloaded_total", "Model bytes downloaded into the node cache."),
-            kernels_compiled: counter("tingxie_kernels_compiled_total", "GPU kernels compiled at run time (JIT backends), warm-up included."),
+            kernels_compiled: counter(
+                "tingxie_kernels_compiled_total",
+                "GPU kernels compiled at run time (JIT backends), warm-up included.",
+            ),
             autotune_runs: counter("tingxie_autotune_runs_total", "Autotune runs (JIT backends), warm-up included."),
             registry: r,
         };

@@ -25,13 +25,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub const ALL: [Format; 5] = [
-        Format::Json,
-        Format::Text,
-        Format::Srt,
-        Format::Vtt,
-        Format::VerboseJson,
-    ];
+    pub const ALL: [Format; 5] = [Format::Json, Format::Text, Format::Srt, Format::Vtt, Format::VerboseJson];
 
     /// The name used by OpenAI's `response_format` parameter.
     pub fn name(&self) -> &'static str {
@@ -75,19 +69,13 @@ impl FromStr for Format {
 
     fn from_str(s: &str) -> Result<Self, Error> {
         let wanted = s.trim();
-        Format::ALL
-            .into_iter()
-            .find(|f| f.name().eq_ignore_ascii_case(wanted))
-            .ok_or_else(|| {
-                let names: Vec<_> = Format::ALL.iter().map(|f| f.name()).collect();
-                Error::InvalidArgument {
-                    field: "response_format",
-                    reason: format!(
-                        "unknown format `{wanted}`, expected one of: {}",
-                        names.join(", ")
-                    ),
-                }
-            })
+        Format::ALL.into_iter().find(|f| f.name().eq_ignore_ascii_case(wanted)).ok_or_else(|| {
+            let names: Vec<_> = Format::ALL.iter().map(|f| f.name()).collect();
+            Error::InvalidArgument {
+                field: "response_format",
+                reason: format!("unknown format `{wanted}`, expected one of: {}", names.join(", ")),
+            }
+        })
     }
 }
 
@@ -143,13 +131,7 @@ pub fn verbose_json(t: &Transcript) -> serde_json::Value {
             no_speech_prob: s.no_speech_prob,
         })
         .collect();
-    let body = VerboseJson {
-        task: "transcribe",
-        language: &t.language,
-        duration: t.duration,
-        text: &t.text,
-        segments,
-    };
+    let body = VerboseJson { task: "transcribe", language: &t.language, duration: t.duration, text: &t.text, segments };
     serde_json::to_value(&body).expect("plain structs always serialize")
 }
 
@@ -161,11 +143,7 @@ fn render_subtitles(t: &Transcript, vtt: bool) -> String {
     let mut out = String::from(if vtt { "WEBVTT\n" } else { "" });
     let mut n = 0;
     for s in &t.segments {
-        let text = cue_text(&if vtt {
-            escape_vtt(&s.text)
-        } else {
-            no_arrows(&s.text)
-        });
+        let text = cue_text(&if vtt { escape_vtt(&s.text) } else { no_arrows(&s.text) });
         if text.is_empty() {
             continue;
         }
@@ -177,10 +155,7 @@ fn render_subtitles(t: &Transcript, vtt: bool) -> String {
             let _ = writeln!(out, "{n}");
         }
         // A cue may not end before it starts.
-        let (start, end) = (
-            timestamp(s.start, ms_sep),
-            timestamp(s.end.max(s.start), ms_sep),
-        );
+        let (start, end) = (timestamp(s.start, ms_sep), timestamp(s.end.max(s.start), ms_sep));
         let _ = write!(out, "{start} --> {end}\n{text}\n");
     }
     out
@@ -197,18 +172,12 @@ fn no_arrows(text: &str) -> String {
 
 /// Trimmed text with no blank lines: a blank line would end the cue early.
 fn cue_text(text: &str) -> String {
-    text.split(['\n', '\r'])
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n")
+    text.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")
 }
 
 /// WebVTT cue text is markup: `<` opens a tag and `&` an entity; escaping `>` also breaks `-->`.
 fn escape_vtt(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// `HH:MM:SS,mmm` (SRT) or `HH:MM:SS.mmm` (VTT). Rounds to the nearest millisecond before
@@ -243,34 +212,16 @@ mod tests {
     }
 
     fn transcript(segments: Vec<Segment>) -> Transcript {
-        let text = segments
-            .iter()
-            .map(|s| s.text.as_str())
-            .collect::<String>()
-            .trim()
-            .to_string();
-        Transcript {
-            text,
-            segments,
-            language: "en".into(),
-            duration: 3725.5,
-        }
+        let text = segments.iter().map(|s| s.text.as_str()).collect::<String>().trim().to_string();
+        Transcript { text, segments, language: "en".into(), duration: 3725.5 }
     }
 
     fn two_segments() -> Transcript {
-        transcript(vec![
-            seg(1, 0.0, 2.5, " Hello there."),
-            seg(2, 3661.02, 3725.5, " Past the hour."),
-        ])
+        transcript(vec![seg(1, 0.0, 2.5, " Hello there."), seg(2, 3661.02, 3725.5, " Past the hour.")])
     }
 
     fn empty() -> Transcript {
-        Transcript {
-            text: String::new(),
-            segments: vec![],
-            language: "en".into(),
-            duration: 10.0,
-        }
+        Transcript { text: String::new(), segments: vec![], language: "en".into(), duration: 10.0 }
     }
 
     #[test]
@@ -278,10 +229,7 @@ mod tests {
         for f in Format::ALL {
             assert_eq!(f.to_string().parse::<Format>().unwrap(), f);
         }
-        assert_eq!(
-            "verbose_json".parse::<Format>().unwrap(),
-            Format::VerboseJson
-        );
+        assert_eq!("verbose_json".parse::<Format>().unwrap(), Format::VerboseJson);
         assert_eq!(" SRT ".parse::<Format>().unwrap(), Format::Srt);
         assert_eq!(Format::default(), Format::Json);
     }
@@ -292,10 +240,7 @@ mod tests {
             Err(Error::InvalidArgument { field, reason }) => {
                 assert_eq!(field, "response_format");
                 assert!(reason.contains("`xml`"), "{reason}");
-                assert!(
-                    reason.contains("json, text, srt, vtt, verbose_json"),
-                    "{reason}"
-                );
+                assert!(reason.contains("json, text, srt, vtt, verbose_json"), "{reason}");
             }
             other => panic!("expected InvalidArgument, got {other:?}"),
         }
@@ -303,10 +248,7 @@ mod tests {
 
     #[test]
     fn content_types_and_extensions() {
-        let got: Vec<_> = Format::ALL
-            .iter()
-            .map(|f| (f.content_type(), f.extension()))
-            .collect();
+        let got: Vec<_> = Format::ALL.iter().map(|f| (f.content_type(), f.extension())).collect();
         assert_eq!(
             got,
             [
@@ -321,10 +263,7 @@ mod tests {
 
     #[test]
     fn text_is_transcript_plus_newline() {
-        assert_eq!(
-            render(&two_segments(), Format::Text),
-            "Hello there. Past the hour.\n"
-        );
+        assert_eq!(render(&two_segments(), Format::Text), "Hello there. Past the hour.\n");
         assert_eq!(render(&empty(), Format::Text), "\n");
     }
 
@@ -351,18 +290,7 @@ mod tests {
         keys.sort_unstable();
         assert_eq!(
             keys,
-            [
-                "avg_logprob",
-                "compression_ratio",
-                "end",
-                "id",
-                "no_speech_prob",
-                "seek",
-                "start",
-                "temperature",
-                "text",
-                "tokens"
-            ]
+            ["avg_logprob", "compression_ratio", "end", "id", "no_speech_prob", "seek", "start", "temperature", "text", "tokens"]
         );
         // Ids from 0, as OpenAI numbers them.
         assert_eq!(segs[0]["id"], 0);
@@ -376,8 +304,7 @@ mod tests {
         assert_eq!(s["compression_ratio"], 1.5);
         assert!((s["no_speech_prob"].as_f64().unwrap() - 0.01).abs() < 1e-6);
 
-        let v: serde_json::Value =
-            serde_json::from_str(&render(&empty(), Format::VerboseJson)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&render(&empty(), Format::VerboseJson)).unwrap();
         assert_eq!(v["segments"], serde_json::json!([]));
         assert_eq!(v["text"], "");
     }

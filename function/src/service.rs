@@ -92,7 +92,12 @@ impl Service {
     /// Transcribes a stored object unless this version already has transcripts, in the queue
     /// place `permit` holds. Concurrent calls for the same object version run the model once;
     /// all but the first are answered as duplicates.
-    pub async fn transcribe_object(self: &Arc<Self>, obj: &ObjectRef, requested: &RequestOptions, permit: Arc<Permit>) -> Result<ObjectOutcome> {
+    pub async fn transcribe_object(
+        self: &Arc<Self>,
+        obj: &ObjectRef,
+        requested: &RequestOptions,
+        permit: Arc<Permit>,
+    ) -> Result<ObjectOutcome> {
         let (source, admitted) = self.objects.source(obj)?;
         let Some(outputs) = self.objects.outputs_for(obj, admitted, requested.output.as_deref())? else {
             return Ok(ObjectOutcome::Ignored(format!("{} is a transcript output", obj.uri)));
@@ -129,12 +134,26 @@ impl Service {
         Ok(ObjectOutcome::Done(Completed { duplicate: completed.duplicate || joined, ..completed }))
     }
 
-    async fn run_object(&self, permit: &Permit, source: Location, version: SourceVersion, outputs: OutputSet, options: DecodeOptions) -> Result<Completed> {
+    async fn run_object(
+        &self,
+        permit: &Permit,
+        source: Location,
+        version: SourceVersion,
+        outputs: OutputSet,
+        options: DecodeOptions,
+    ) -> Result<Completed> {
         let started = Instant::now();
         if let Some(record) = outputs.existing(&version).await? {
             self.metrics.duplicates_skipped.inc();
             tracing::info!(source = %version.uri, "transcript exists for this version; not transcribing again");
-            return Ok(Completed { record, duplicate: true, processing_seconds: started.elapsed().as_secs_f64(), queue_seconds: 0.0, compute_seconds: 0.0, real_time_factor: 0.0 });
+            return Ok(Completed {
+                record,
+                duplicate: true,
+                processing_seconds: started.elapsed().as_secs_f64(),
+                queue_seconds: 0.0,
+                compute_seconds: 0.0,
+                real_time_factor: 0.0,
+            });
         }
         if version.size > self.config.max_body_bytes {
             return Err(Error::TooLarge(format!(
@@ -145,11 +164,12 @@ impl Service {
         let lease = Duration::from_secs(self.config.claim_seconds.max(1));
         let claim = match outputs.claim(&version, &self.instance, lease).await? {
             Claim::HeldElsewhere { age } => {
+                let renewed = age.as_secs_f64();
                 return Err(Error::Unavailable(format!(
-                    "{} is being transcribed by another instance (its claim was renewed {:.0} s ago); its transcript will be returned on retry",
-                    version.uri,
-                    age.as_secs_f64()
-                )))
+                    "{} is being transcribed by another instance (its claim was renewed {renewed:.0} s ago); \
+                     its transcript will be returned on retry",
+                    version.uri
+                )));
             }
             Claim::Acquired(claim) => claim,
         };

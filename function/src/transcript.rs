@@ -36,11 +36,7 @@ pub struct Transcript {
 /// The word-error-rate normalisation of the fixtures (`../shared/fixtures/README.md`):
 /// lowercase, non-word characters to spaces.
 pub fn normalize(text: &str) -> Vec<String> {
-    let cleaned: String = text
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_alphanumeric() || c.is_whitespace() { c } else { ' ' })
-        .collect();
+    let cleaned: String = text.to_lowercase().chars().map(|c| if c.is_alphanumeric() || c.is_whitespace() { c } else { ' ' }).collect();
     cleaned.split_whitespace().map(str::to_string).collect()
 }
 

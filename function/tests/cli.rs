@@ -110,11 +110,7 @@ fn bad_arguments_and_models_are_refused() {
     let out = tingxie(&["--language", "de"], &[&s01]);
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("English-only"));
-    let out = Command::new(env!("CARGO_BIN_EXE_tingxie"))
-        .args(["transcribe", "--model", "/nonexistent-model"])
-        .arg(&s01)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tingxie")).args(["transcribe", "--model", "/nonexistent-model"]).arg(&s01).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot load model"));
 }
@@ -137,9 +133,7 @@ fn hugging_face_layout_transcribes_the_same() {
 fn a_model_uri_is_pulled_once_into_the_node_cache() {
     let cache = std::env::temp_dir().join(format!("tingxie-cli-cache-{}", std::process::id()));
     let uri = format!("file://{}/", common::model_dir().canonicalize().unwrap().display());
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_tingxie")).env("TINGXIE_CACHE_DIR", &cache).args(args).output().unwrap()
-    };
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_tingxie")).env("TINGXIE_CACHE_DIR", &cache).args(args).output().unwrap();
     let s01 = common::speech("s01.wav");
     let s01 = s01.to_str().unwrap();
     let transcribe = ["transcribe", "--timings", "--beam-size", "1", "--model", &uri, s01];
@@ -157,7 +151,9 @@ fn a_model_uri_is_pulled_once_into_the_node_cache() {
     assert!(listed.contains(&uri) || listed.contains("whisper-tiny-en"), "{listed}");
     assert!(run(&["cache", "verify"]).status.success());
     // A cached file damaged on disk is found by verify (exit 1) and repaired by the next pull.
-    let cached_bin = std::fs::read_dir(cache.join("models")).unwrap().flatten()
+    let cached_bin = std::fs::read_dir(cache.join("models"))
+        .unwrap()
+        .flatten()
         .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
         .map(|v| v.path().join("model/model.bin"))
         .find(|p| p.is_file())

@@ -22,7 +22,20 @@ const FILES: [&str; 6] = ["s01.wav", "s02.wav", "s03.wav", "s04.wav", "s06.wav",
 /// Returns the kernel counts of its warm-up and of its file.
 fn second_process(cache: &Path, file: &str) -> (KernelCounts, KernelCounts) {
     let out = Command::new(env!("CARGO_BIN_EXE_tingxie"))
-        .args(["transcribe", "--device", "wgpu", "--warm-up", "--timings", "--format", "text", "--beam-size", "1", "--temperature", "0", "--model"])
+        .args([
+            "transcribe",
+            "--device",
+            "wgpu",
+            "--warm-up",
+            "--timings",
+            "--format",
+            "text",
+            "--beam-size",
+            "1",
+            "--temperature",
+            "0",
+            "--model",
+        ])
         .arg(common::model_dir())
         .arg("--kernel-cache-dir")
         .arg(cache)

@@ -11,10 +11,7 @@ use tingxie::whisper::weights::{self, canonical_tensors};
 fn ct2_checkpoint_has_the_documented_shapes() {
     let source = weights::open(&common::model_dir()).unwrap();
     let c = source.config();
-    assert_eq!(
-        (c.n_mels, c.n_audio_ctx, c.n_audio_state, c.n_audio_head, c.n_audio_layer),
-        (80, 1500, 384, 6, 4)
-    );
+    assert_eq!((c.n_mels, c.n_audio_ctx, c.n_audio_state, c.n_audio_head, c.n_audio_layer), (80, 1500, 384, 6, 4));
     assert_eq!((c.n_vocab, c.n_text_ctx, c.n_text_head, c.n_text_layer), (51864, 448, 6, 4));
     assert!(!c.is_multilingual());
     let embeddings = source.tensor("decoder/embeddings/weight", &[51864, 384]).unwrap();

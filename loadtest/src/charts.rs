@@ -19,22 +19,12 @@ pub fn latency_histogram(path: &Path, scenario: &str, latencies: &[f64]) -> Resu
     let width = max / bins as f64;
     let top = counts.iter().copied().max().unwrap_or(0).max(1) as f64 * 1.15;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "{scenario}: latency of successful requests (n = {})",
-                latencies.len()
-            ),
-            (FONT, 20),
-        )
+        .caption(format!("{scenario}: latency of successful requests (n = {})", latencies.len()), (FONT, 20))
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(60)
         .build_cartesian_2d(0f64..max, 0f64..top)?;
-    chart
-        .configure_mesh()
-        .x_desc("latency (s)")
-        .y_desc("requests")
-        .draw()?;
+    chart.configure_mesh().x_desc("latency (s)").y_desc("requests").draw()?;
     chart.draw_series(counts.iter().enumerate().map(|(i, &c)| {
         let x0 = i as f64 * width;
         Rectangle::new([(x0, 0.0), (x0 + width, c as f64)], BLUE.mix(0.55).filled())
@@ -42,21 +32,12 @@ pub fn latency_histogram(path: &Path, scenario: &str, latencies: &[f64]) -> Resu
     for (p, color) in [(50.0, GREEN), (90.0, RGBColor(230, 140, 0)), (99.0, RED)] {
         if let Some(x) = percentile(latencies, p) {
             chart
-                .draw_series(LineSeries::new(
-                    vec![(x, 0.0), (x, top)],
-                    color.stroke_width(2),
-                ))?
+                .draw_series(LineSeries::new(vec![(x, 0.0), (x, top)], color.stroke_width(2)))?
                 .label(format!("p{p:.0} = {x:.3} s"))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         }
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()?;
+    chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).draw()?;
     root.present()?;
     Ok(())
 }
@@ -69,55 +50,26 @@ pub fn timeline(path: &Path, s: &ScenarioReport) -> Result<()> {
     let warm = s.warmup_s;
 
     // latency p50 / p99 per second of completion
-    let lmax = s
-        .timeline
-        .iter()
-        .filter_map(|p| p.p99)
-        .fold(0.0, f64::max)
-        .max(1e-3)
-        * 1.1;
+    let lmax = s.timeline.iter().filter_map(|p| p.p99).fold(0.0, f64::max).max(1e-3) * 1.1;
     let mut c = ChartBuilder::on(&areas[0])
-        .caption(
-            format!("{}: {} — latency over time", s.scenario, s.load.describe()),
-            (FONT, 18),
-        )
+        .caption(format!("{}: {} — latency over time", s.scenario, s.load.describe()), (FONT, 18))
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(60)
         .build_cartesian_2d(0f64..tmax, 0f64..lmax)?;
-    c.configure_mesh()
-        .x_desc("time (s)")
-        .y_desc("latency (s)")
-        .draw()?;
-    for (name, color, pick) in [
-        (
-            "p50",
-            BLUE,
-            (|p: &TimelinePoint| p.p50) as fn(&TimelinePoint) -> Option<f64>,
-        ),
-        ("p99", RED, |p: &TimelinePoint| p.p99),
-    ] {
-        let pts: Vec<(f64, f64)> = s
-            .timeline
-            .iter()
-            .filter_map(|p| pick(p).map(|v| (p.t + 0.5, v)))
-            .collect();
+    c.configure_mesh().x_desc("time (s)").y_desc("latency (s)").draw()?;
+    for (name, color, pick) in
+        [("p50", BLUE, (|p: &TimelinePoint| p.p50) as fn(&TimelinePoint) -> Option<f64>), ("p99", RED, |p: &TimelinePoint| p.p99)]
+    {
+        let pts: Vec<(f64, f64)> = s.timeline.iter().filter_map(|p| pick(p).map(|v| (p.t + 0.5, v))).collect();
         c.draw_series(LineSeries::new(pts, color.stroke_width(2)))?
             .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
-    c.draw_series(LineSeries::new(
-        vec![(warm, 0.0), (warm, lmax)],
-        BLACK.mix(0.4),
-    ))?
-    .label("end of warm-up")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()?;
+    c.draw_series(LineSeries::new(vec![(warm, 0.0), (warm, lmax)], BLACK.mix(0.4)))?
+        .label("end of warm-up")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
+    c.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).draw()?;
 
     // throughput: successful answers, 429s and errors per second, as a moving average (one
     // answer every few seconds would otherwise draw a saw)
@@ -139,53 +91,29 @@ pub fn timeline(path: &Path, s: &ScenarioReport) -> Result<()> {
         .x_label_area_size(35)
         .y_label_area_size(60)
         .build_cartesian_2d(0f64..tmax, 0f64..rmax)?;
-    c.configure_mesh()
-        .x_desc("time (s)")
-        .y_desc("answers / s")
-        .draw()?;
+    c.configure_mesh().x_desc("time (s)").y_desc("answers / s").draw()?;
     for (name, color, pick) in [
-        (
-            "ok",
-            GREEN,
-            (|p: &TimelinePoint| p.completed_ok) as fn(&TimelinePoint) -> u64,
-        ),
-        ("429", RGBColor(230, 140, 0), |p: &TimelinePoint| {
-            p.rejected_429
-        }),
+        ("ok", GREEN, (|p: &TimelinePoint| p.completed_ok) as fn(&TimelinePoint) -> u64),
+        ("429", RGBColor(230, 140, 0), |p: &TimelinePoint| p.rejected_429),
         ("errors", RED, |p: &TimelinePoint| p.errors),
     ] {
         let pts = smooth(pick);
         c.draw_series(LineSeries::new(pts, color.stroke_width(2)))?
             .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()?;
+    c.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).draw()?;
 
     // server memory
-    let mem: Vec<(f64, f64)> = s
-        .timeline
-        .iter()
-        .filter_map(|p| p.rss_bytes.map(|b| (p.t + 0.5, b as f64 / 1048576.0)))
-        .collect();
+    let mem: Vec<(f64, f64)> = s.timeline.iter().filter_map(|p| p.rss_bytes.map(|b| (p.t + 0.5, b as f64 / 1048576.0))).collect();
     let mmax = mem.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.1;
     let mut c = ChartBuilder::on(&areas[2])
-        .caption(
-            format!("server resident memory ({})", s.rss.source),
-            (FONT, 18),
-        )
+        .caption(format!("server resident memory ({})", s.rss.source), (FONT, 18))
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(60)
         .build_cartesian_2d(0f64..tmax, 0f64..mmax)?;
-    c.configure_mesh()
-        .x_desc("time (s)")
-        .y_desc("RSS (MiB)")
-        .draw()?;
+    c.configure_mesh().x_desc("time (s)").y_desc("RSS (MiB)").draw()?;
     c.draw_series(LineSeries::new(mem, BLUE.stroke_width(2)))?;
     root.present()?;
     Ok(())
@@ -207,21 +135,10 @@ pub fn coldstart_phases(path: &Path, r: &ColdStartReport) -> Result<()> {
     let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let (upper, lower) = root.split_vertically(height - 24 * legend_rows - 10);
-    let xmax = rows
-        .iter()
-        .map(|row| row.first_transcript_s.median)
-        .fold(0.0, f64::max)
-        .max(1e-3)
-        * 1.05;
-    let names: Vec<String> = rows
-        .iter()
-        .map(|row| format!("{} / {}", row.engine, row.cache))
-        .collect();
+    let xmax = rows.iter().map(|row| row.first_transcript_s.median).fold(0.0, f64::max).max(1e-3) * 1.05;
+    let names: Vec<String> = rows.iter().map(|row| format!("{} / {}", row.engine, row.cache)).collect();
     let mut chart = ChartBuilder::on(&upper)
-        .caption(
-            "scale from zero: exec → first transcript (medians)",
-            (FONT, 20),
-        )
+        .caption("scale from zero: exec → first transcript (medians)", (FONT, 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(190)
@@ -233,9 +150,7 @@ pub fn coldstart_phases(path: &Path, r: &ColdStartReport) -> Result<()> {
         .x_desc("seconds from exec")
         .y_labels(n)
         .y_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                names.get(*i).cloned().unwrap_or_default()
-            }
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => names.get(*i).cloned().unwrap_or_default(),
             SegmentValue::Last => String::new(),
         })
         .draw()?;
@@ -249,13 +164,7 @@ pub fn coldstart_phases(path: &Path, r: &ColdStartReport) -> Result<()> {
                 let mut x0 = 0.0;
                 for (p, v) in &row.segments {
                     if p == phase {
-                        let mut rect = Rectangle::new(
-                            [
-                                (x0, SegmentValue::Exact(i)),
-                                (x0 + v, SegmentValue::Exact(i + 1)),
-                            ],
-                            color.filled(),
-                        );
+                        let mut rect = Rectangle::new([(x0, SegmentValue::Exact(i)), (x0 + v, SegmentValue::Exact(i + 1))], color.filled());
                         rect.set_margin(12, 12, 0, 0);
                         return Some(rect);
                     }
@@ -270,10 +179,7 @@ pub fn coldstart_phases(path: &Path, r: &ColdStartReport) -> Result<()> {
     for (pi, phase) in phase_names.iter().enumerate() {
         let (col, row) = ((pi % 4) as i32, (pi / 4) as i32);
         let (x, y) = (200 + col * 195, 4 + row * 24);
-        lower.draw(&Rectangle::new(
-            [(x, y), (x + 14, y + 14)],
-            color_of(pi).filled(),
-        ))?;
+        lower.draw(&Rectangle::new([(x, y), (x + 14, y + 14)], color_of(pi).filled()))?;
         lower.draw(&Text::new(phase.clone(), (x + 20, y + 1), (FONT, 14)))?;
     }
     root.present()?;

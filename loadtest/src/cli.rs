@@ -15,11 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "tingxie-loadtest",
-    version,
-    about = "Load, scale-from-zero and reports for tingxie"
-)]
+#[command(name = "tingxie-loadtest", version, about = "Load, scale-from-zero and reports for tingxie")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -45,10 +41,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         Some(i) => (&s[..i], &s[i..]),
         None => (s, "s"),
     };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 5s, 10m)"))?;
+    let n: f64 = num.trim().parse().map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 5s, 10m)"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
@@ -63,9 +56,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))?;
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))?;
     Ok((k.to_string(), v.to_string()))
 }
 
@@ -207,25 +198,15 @@ pub struct ColdArgs {
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn http_client() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .no_proxy()
-        .build()?)
+    Ok(reqwest::Client::builder().pool_max_idle_per_host(1024).no_proxy().build()?)
 }
 
 /// Starts moto when asked and returns the S3 endpoint to use.
-async fn s3_endpoint(
-    args: &ServerArgs,
-    out: &std::path::Path,
-    http: &reqwest::Client,
-) -> Result<(Option<String>, Option<Spawned>)> {
+async fn s3_endpoint(args: &ServerArgs, out: &std::path::Path, http: &reqwest::Client) -> Result<(Option<String>, Option<Spawned>)> {
     if let Some(bin) = &args.moto {
         let moto = server::start_moto(bin, &out.join("logs/moto.log"), http).await?;
         let ep = moto.base.as_str().trim_end_matches('/').to_string();
@@ -250,30 +231,18 @@ pub async fn main(cli: Cli) -> Result<u8> {
 }
 
 async fn run(a: RunArgs) -> Result<u8> {
-    let out = a
-        .common
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("target/loadtest/run"));
+    let out = a.common.out.clone().unwrap_or_else(|| PathBuf::from("target/loadtest/run"));
     std::fs::create_dir_all(&out)?;
     let http = http_client()?;
     // Refuse a remote target before anything is sent anywhere.
-    let target = if a.spawn.is_none() {
-        Some(check_target(&a.target, a.common.allow_remote)?)
-    } else {
-        None
-    };
+    let target = if a.spawn.is_none() { Some(check_target(&a.target, a.common.allow_remote)?) } else { None };
     if let (Some(ep), None) = (&a.common.s3_endpoint, &a.common.moto) {
         check_target(ep, a.common.allow_remote).context("S3 endpoint")?;
     }
     let max = (a.max_audio_seconds > 0.0).then_some(a.max_audio_seconds);
     let corpus = Arc::new(Corpus::load(&a.audio, &a.include, max)?);
     let needs_s3 = a.scenario.contains(&Scenario::Events);
-    let (endpoint, moto) = if needs_s3 {
-        s3_endpoint(&a.common, &out, &http).await?
-    } else {
-        (None, None)
-    };
+    let (endpoint, moto) = if needs_s3 { s3_endpoint(&a.common, &out, &http).await? } else { (None, None) };
     if let (Some(ep), Some(_)) = (&endpoint, &moto) {
         create_bucket(&http, ep, &a.bucket).await?;
     }
@@ -290,10 +259,7 @@ async fn run(a: RunArgs) -> Result<u8> {
         }
         if let Some(ep) = &endpoint {
             env.extend(server::s3_env(ep));
-            env.push((
-                "TINGXIE_ALLOWED_SOURCES".into(),
-                format!("s3://{}/", a.bucket),
-            ));
+            env.push(("TINGXIE_ALLOWED_SOURCES".into(), format!("s3://{}/", a.bucket)));
         }
         env.extend(a.common.server_env.iter().cloned());
         let spec = SpawnSpec {
@@ -305,45 +271,24 @@ async fn run(a: RunArgs) -> Result<u8> {
             log: out.join("logs/tingxie.log"),
         };
         let mut s = spec.spawn()?;
-        let t = s
-            .wait_ready(&http, a.common.ready_timeout, Duration::from_millis(50))
-            .await?;
-        eprintln!(
-            "tingxie ready {:.2} s after exec (pid {}, {})",
-            t.ready_s, s.pid, s.base
-        );
+        let t = s.wait_ready(&http, a.common.ready_timeout, Duration::from_millis(50)).await?;
+        eprintln!("tingxie ready {:.2} s after exec (pid {}, {})", t.ready_s, s.pid, s.base);
         let r = (s.base.clone(), Watch::Pid(s.pid));
         spawned = Some(s);
         r
     } else {
         let base = target.expect("checked above");
-        let ready = http
-            .get(base.join("health/readiness")?)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await;
+        let ready = http.get(base.join("health/readiness")?).timeout(Duration::from_secs(10)).send().await;
         match ready {
             Ok(r) if r.status().is_success() => {}
-            Ok(r) => bail!(
-                "{base} is not ready (GET /health/readiness: {})",
-                r.status()
-            ),
+            Ok(r) => bail!("{base} is not ready (GET /health/readiness: {})", r.status()),
             Err(e) => bail!("{base} does not answer: {e}"),
         }
         (base, Watch::Metrics)
     };
 
     let run_id = format!("{}-{}", now_unix(), std::process::id());
-    let s3 = if needs_s3 {
-        Some(S3Target::new(
-            &a.bucket,
-            endpoint.as_deref(),
-            "loadtest/",
-            &a.transcript_prefix,
-        )?)
-    } else {
-        None
-    };
+    let s3 = if needs_s3 { Some(S3Target::new(&a.bucket, endpoint.as_deref(), "loadtest/", &a.transcript_prefix)?) } else { None };
     let client = Arc::new(Client {
         http: http.clone(),
         base: base.clone(),
@@ -354,14 +299,9 @@ async fn run(a: RunArgs) -> Result<u8> {
         timeout: a.timeout,
     });
     let model = match a.rate {
-        Some(rate) if rate > 0.0 => LoadModel::Open {
-            rate,
-            max_in_flight: a.max_in_flight,
-        },
+        Some(rate) if rate > 0.0 => LoadModel::Open { rate, max_in_flight: a.max_in_flight },
         Some(_) => bail!("--rate must be positive"),
-        None => LoadModel::Closed {
-            concurrency: a.concurrency,
-        },
+        None => LoadModel::Closed { concurrency: a.concurrency },
     };
     let mut runs: Vec<(&str, RunData)> = Vec::new();
     let mut scenarios = Vec::new();
@@ -376,21 +316,11 @@ async fn run(a: RunArgs) -> Result<u8> {
             progress: !a.common.no_progress,
         };
         let data = crate::load::run(client.clone(), corpus.clone(), &spec, watch.clone()).await;
-        scenarios.push(report::summarize(
-            sc.name(),
-            model,
-            a.warmup.as_secs_f64(),
-            a.duration.as_secs_f64(),
-            a.requests,
-            &data,
-        ));
+        scenarios.push(report::summarize(sc.name(), model, a.warmup.as_secs_f64(), a.duration.as_secs_f64(), a.requests, &data));
         runs.push((sc.name(), data));
         if let Some(s) = spawned.as_mut() {
             if let Ok(Some(status)) = s.child.try_wait() {
-                eprintln!(
-                    "tingxie exited during the run ({status}); log tail:\n{}",
-                    s.log_tail(20)
-                );
+                eprintln!("tingxie exited during the run ({status}); log tail:\n{}", s.log_tail(20));
                 break;
             }
         }
@@ -418,16 +348,12 @@ async fn run(a: RunArgs) -> Result<u8> {
 }
 
 async fn coldstart(a: ColdArgs) -> Result<u8> {
-    let out = a
-        .common
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("target/loadtest/coldstart"));
+    let out = a.common.out.clone().unwrap_or_else(|| PathBuf::from("target/loadtest/coldstart"));
     std::fs::create_dir_all(&out)?;
     let http = http_client()?;
     let audio = Corpus::load(&a.audio, &[], None)?.files.remove(0);
-    let model_dir = std::fs::canonicalize(&a.common.model)
-        .with_context(|| format!("--model {} must be a local directory here", a.common.model))?;
+    let model_dir =
+        std::fs::canonicalize(&a.common.model).with_context(|| format!("--model {} must be a local directory here", a.common.model))?;
     let mut env = a.common.server_env.clone();
     let mut moto = None;
     let mut download_alone_s = None;
@@ -447,11 +373,10 @@ async fn coldstart(a: ColdArgs) -> Result<u8> {
             let bytes = crate::coldstart::upload_dir(&target.store, &model_dir, prefix).await?;
             eprintln!("uploaded {bytes} bytes to {uri}");
         }
-        download_alone_s =
-            crate::coldstart::download_alone(target.store.clone(), prefix.trim_end_matches('/'))
-                .await
-                .map_err(|e| eprintln!("timing the download alone failed: {e:#}"))
-                .ok();
+        download_alone_s = crate::coldstart::download_alone(target.store.clone(), prefix.trim_end_matches('/'))
+            .await
+            .map_err(|e| eprintln!("timing the download alone failed: {e:#}"))
+            .ok();
     }
     let caches = if !a.cache.is_empty() {
         a.cache.clone()
@@ -462,11 +387,7 @@ async fn coldstart(a: ColdArgs) -> Result<u8> {
     };
     let spec = ColdSpec {
         server: std::fs::canonicalize(&a.server).unwrap_or(a.server.clone()),
-        server_args: a
-            .server_args
-            .split_whitespace()
-            .map(str::to_string)
-            .collect(),
+        server_args: a.server_args.split_whitespace().map(str::to_string).collect(),
         model_dir,
         model_uri: a.model_uri.clone(),
         caches,
@@ -476,10 +397,7 @@ async fn coldstart(a: ColdArgs) -> Result<u8> {
         env,
         out: out.clone(),
         ready_timeout: a.common.ready_timeout,
-        peer: a.peer.map(|_| Peer {
-            python: a.python.clone(),
-            script: a.peer_script.clone(),
-        }),
+        peer: a.peer.map(|_| Peer { python: a.python.clone(), script: a.peer_script.clone() }),
         progress: !a.common.no_progress,
     };
     let cold = crate::coldstart::run(&spec, &http, download_alone_s).await?;
@@ -517,22 +435,10 @@ mod tests {
 
     #[test]
     fn cli_parses() {
-        let c = Cli::try_parse_from([
-            "tingxie-loadtest",
-            "run",
-            "--scenario",
-            "http,openai,events",
-            "--rate",
-            "2.5",
-            "--duration",
-            "10m",
-        ])
-        .unwrap();
+        let c = Cli::try_parse_from(["tingxie-loadtest", "run", "--scenario", "http,openai,events", "--rate", "2.5", "--duration", "10m"])
+            .unwrap();
         let Command::Run(r) = c.command else { panic!() };
-        assert_eq!(
-            r.scenario,
-            vec![Scenario::Http, Scenario::Openai, Scenario::Events]
-        );
+        assert_eq!(r.scenario, vec![Scenario::Http, Scenario::Openai, Scenario::Events]);
         assert_eq!(r.rate, Some(2.5));
         assert_eq!(r.duration, Duration::from_secs(600));
     }

@@ -74,27 +74,15 @@ pub struct S3Target {
 }
 
 impl S3Target {
-    pub fn new(
-        bucket: &str,
-        endpoint: Option<&str>,
-        prefix: &str,
-        transcript_prefix: &str,
-    ) -> Result<S3Target> {
+    pub fn new(bucket: &str, endpoint: Option<&str>, prefix: &str, transcript_prefix: &str) -> Result<S3Target> {
         let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
         if let Some(ep) = endpoint {
-            b = b
-                .with_endpoint(ep)
-                .with_allow_http(ep.starts_with("http://"))
-                .with_virtual_hosted_style_request(false);
+            b = b.with_endpoint(ep).with_allow_http(ep.starts_with("http://")).with_virtual_hosted_style_request(false);
             // A local S3-protocol test server does not check signatures.
             if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-                b = b
-                    .with_access_key_id("loadtest")
-                    .with_secret_access_key("loadtest");
+                b = b.with_access_key_id("loadtest").with_secret_access_key("loadtest");
             }
-            if std::env::var_os("AWS_REGION").is_none()
-                && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-            {
+            if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
                 b = b.with_region("us-east-1");
             }
         }
@@ -112,19 +100,12 @@ impl S3Target {
 /// an existing bucket is fine.
 pub async fn create_bucket(http: &reqwest::Client, endpoint: &str, bucket: &str) -> Result<()> {
     let url = format!("{}/{}", endpoint.trim_end_matches('/'), bucket);
-    let r = http
-        .put(&url)
-        .send()
-        .await
-        .with_context(|| format!("PUT {url}"))?;
+    let r = http.put(&url).send().await.with_context(|| format!("PUT {url}"))?;
     let s = r.status().as_u16();
     if r.status().is_success() || s == 409 {
         Ok(())
     } else {
-        anyhow::bail!(
-            "creating bucket {bucket}: HTTP {s}: {}",
-            r.text().await.unwrap_or_default()
-        )
+        anyhow::bail!("creating bucket {bucket}: HTTP {s}: {}", r.text().await.unwrap_or_default())
     }
 }
 
@@ -211,15 +192,8 @@ impl Client {
         };
         match scenario {
             Scenario::Http => {
-                let url = self.endpoint(&format!(
-                    "transcribe?response_format={}",
-                    self.response_format
-                ));
-                let req = self
-                    .http
-                    .post(url)
-                    .header("content-type", file.content_type)
-                    .body(file.bytes.clone());
+                let url = self.endpoint(&format!("transcribe?response_format={}", self.response_format));
+                let req = self.http.post(url).header("content-type", file.content_type).body(file.bytes.clone());
                 self.plain(req, &mut o, file).await;
             }
             Scenario::Openai => {
@@ -231,10 +205,7 @@ impl Client {
                     .part("file", part)
                     .text("model", self.openai_model.clone())
                     .text("response_format", self.response_format.clone());
-                let req = self
-                    .http
-                    .post(self.endpoint("v1/audio/transcriptions"))
-                    .multipart(form);
+                let req = self.http.post(self.endpoint("v1/audio/transcriptions")).multipart(form);
                 self.plain(req, &mut o, file).await;
             }
             Scenario::Events => self.event(index, file, &mut o).await,
@@ -254,11 +225,7 @@ impl Client {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let body = r.bytes().await?;
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        Ok(Reply { status, headers, body })
     }
 
     /// Sends `req`, recording latency, status and the service's timing headers in `o`; the
@@ -304,11 +271,7 @@ impl Client {
                         o.audio_s = v.get("duration").and_then(Value::as_f64);
                     }
                 }
-                _ => Self::fail(
-                    o,
-                    "bad_response",
-                    "200 without a JSON body holding \"text\"",
-                ),
+                _ => Self::fail(o, "bad_response", "200 without a JSON body holding \"text\""),
             }
         }
     }
@@ -321,13 +284,7 @@ impl Client {
         };
         let key = format!("{}{}/{:06}-{}", s3.prefix, self.run_id, index, file.name);
         let t_put = Instant::now();
-        let put = s3
-            .store
-            .put(
-                &ObjectPath::from(key.as_str()),
-                PutPayload::from(file.bytes.clone()),
-            )
-            .await;
+        let put = s3.store.put(&ObjectPath::from(key.as_str()), PutPayload::from(file.bytes.clone())).await;
         o.put_s = Some(t_put.elapsed().as_secs_f64());
         let etag = match put {
             Ok(r) => r.e_tag.unwrap_or_default().trim_matches('"').to_string(),
@@ -359,13 +316,9 @@ impl Client {
         };
         let data: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
         let data = data.get("data").cloned().unwrap_or(data); // structured-mode reply
-        o.audio_s = o
-            .audio_s
-            .or_else(|| find_number(&data, &["duration", "audio_seconds"]));
+        o.audio_s = o.audio_s.or_else(|| find_number(&data, &["duration", "audio_seconds"]));
         o.queue_s = o.queue_s.or_else(|| find_number(&data, &["queue_seconds"]));
-        o.compute_s = o
-            .compute_s
-            .or_else(|| find_number(&data, &["compute_seconds"]));
+        o.compute_s = o.compute_s.or_else(|| find_number(&data, &["compute_seconds"]));
         // The transcript object: named in the reply when it says so, else the convention.
         let mut strings = Vec::new();
         find_strings(&data, &mut strings);
@@ -376,22 +329,10 @@ impl Client {
             .find_map(|s| s.strip_prefix(&prefix))
             .map(str::to_string)
             .unwrap_or_else(|| format!("{}{}.json", s3.transcript_prefix, key));
-        match s3
-            .store
-            .get(&ObjectPath::from(transcript_key.as_str()))
-            .await
-        {
-            Ok(got) => match got
-                .bytes()
-                .await
-                .map(|b| serde_json::from_slice::<Value>(&b))
-            {
+        match s3.store.get(&ObjectPath::from(transcript_key.as_str())).await {
+            Ok(got) => match got.bytes().await.map(|b| serde_json::from_slice::<Value>(&b)) {
                 Ok(Ok(v)) if v.get("text").is_some() => {}
-                Ok(_) => Self::fail(
-                    o,
-                    "transcript_missing",
-                    format!("{transcript_key}: not a transcript JSON"),
-                ),
+                Ok(_) => Self::fail(o, "transcript_missing", format!("{transcript_key}: not a transcript JSON")),
                 Err(e) => Self::fail(o, "transcript_missing", format!("{transcript_key}: {e}")),
             },
             Err(e) => Self::fail(o, "transcript_missing", format!("{transcript_key}: {e}")),

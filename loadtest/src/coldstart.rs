@@ -143,14 +143,7 @@ pub struct ColdStartReport {
     pub ratios: Vec<Ratio>,
 }
 
-async fn one_run(
-    spec: &ColdSpec,
-    http: &reqwest::Client,
-    engine: &str,
-    cache: CacheMode,
-    rep: usize,
-    spawn: SpawnSpec,
-) -> ColdRun {
+async fn one_run(spec: &ColdSpec, http: &reqwest::Client, engine: &str, cache: CacheMode, rep: usize, spawn: SpawnSpec) -> ColdRun {
     let mut run = ColdRun {
         engine: engine.to_string(),
         cache,
@@ -172,10 +165,7 @@ async fn one_run(
             return run;
         }
     };
-    match s
-        .wait_ready(http, spec.ready_timeout, Duration::from_millis(5))
-        .await
-    {
+    match s.wait_ready(http, spec.ready_timeout, Duration::from_millis(5)).await {
         Ok(t) => {
             run.listening_s = t.listening_s;
             run.ready_s = Some(t.ready_s);
@@ -200,10 +190,7 @@ async fn one_run(
     run.first_request_s = Some(t.elapsed().as_secs_f64());
     run.first_transcript_s = Some(s.exec_at.elapsed().as_secs_f64());
     if let Some(kind) = &o.error_kind {
-        run.error = Some(format!(
-            "first request failed ({kind}): {}",
-            o.error.unwrap_or_default()
-        ));
+        run.error = Some(format!("first request failed ({kind}): {}", o.error.unwrap_or_default()));
     }
     if let Ok(m) = scrape(http, &s.base).await {
         run.phases = prom::phases(&m, PHASE_METRIC);
@@ -219,57 +206,25 @@ async fn one_run(
 /// The transcript text, for the report (a second request, after the measurement).
 async fn first_text(client: &Client, audio: &AudioFile) -> Option<String> {
     let url = client.base.join("transcribe").ok()?;
-    let r = client
-        .http
-        .post(url)
-        .header("content-type", audio.content_type)
-        .body(audio.bytes.clone())
-        .send()
-        .await
-        .ok()?;
+    let r = client.http.post(url).header("content-type", audio.content_type).body(audio.bytes.clone()).send().await.ok()?;
     let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.ok()?).ok()?;
     Some(v.get("text")?.as_str()?.trim().to_string())
 }
 
-fn tingxie_spawn(
-    spec: &ColdSpec,
-    cache: CacheMode,
-    cache_dir: &std::path::Path,
-    log: PathBuf,
-) -> Result<SpawnSpec> {
+fn tingxie_spawn(spec: &ColdSpec, cache: CacheMode, cache_dir: &std::path::Path, log: PathBuf) -> Result<SpawnSpec> {
     let model = match cache {
         CacheMode::Local => spec.model_dir.display().to_string(),
-        _ => spec
-            .model_uri
-            .clone()
-            .context("empty/warm cache runs need --model-uri")?,
+        _ => spec.model_uri.clone().context("empty/warm cache runs need --model-uri")?,
     };
-    let mut env = vec![
-        ("TINGXIE_MODEL".to_string(), model),
-        (
-            "TINGXIE_CACHE_DIR".to_string(),
-            cache_dir.display().to_string(),
-        ),
-    ];
+    let mut env = vec![("TINGXIE_MODEL".to_string(), model), ("TINGXIE_CACHE_DIR".to_string(), cache_dir.display().to_string())];
     if let Some(t) = spec.threads {
         env.push(("TINGXIE_THREADS".into(), t.to_string()));
     }
     env.extend(spec.env.iter().cloned());
-    Ok(SpawnSpec {
-        name: "tingxie".into(),
-        program: spec.server.clone(),
-        args: spec.server_args.clone(),
-        env,
-        port: free_port()?,
-        log,
-    })
+    Ok(SpawnSpec { name: "tingxie".into(), program: spec.server.clone(), args: spec.server_args.clone(), env, port: free_port()?, log })
 }
 
-pub async fn run(
-    spec: &ColdSpec,
-    http: &reqwest::Client,
-    download_alone_s: Option<f64>,
-) -> Result<ColdStartReport> {
+pub async fn run(spec: &ColdSpec, http: &reqwest::Client, download_alone_s: Option<f64>) -> Result<ColdStartReport> {
     let caches_root = spec.out.join("caches");
     let logs = spec.out.join("logs");
     let mut runs = Vec::new();
@@ -279,10 +234,7 @@ pub async fn run(
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "coldstart [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
-        )
-        .expect("valid template"),
+        indicatif::ProgressStyle::with_template("coldstart [{elapsed_precise}] {bar:30} {pos}/{len} {msg}").expect("valid template"),
     );
     for rep in 1..=spec.reps {
         // One cache directory per repetition: empty for its first start, warm after that.
@@ -293,21 +245,11 @@ pub async fn run(
         for &cache in &spec.caches {
             if cache == CacheMode::Warm && !filled && spec.model_uri.is_some() {
                 // Fill the cache with one unmeasured start.
-                let s = tingxie_spawn(
-                    spec,
-                    CacheMode::Empty,
-                    &cache_dir,
-                    logs.join(format!("fill-{rep}.log")),
-                )?;
+                let s = tingxie_spawn(spec, CacheMode::Empty, &cache_dir, logs.join(format!("fill-{rep}.log")))?;
                 let _ = one_run(spec, http, "tingxie", CacheMode::Empty, rep, s).await;
             }
             bar.set_message(format!("tingxie, {}, run {rep}", cache.name()));
-            let s = tingxie_spawn(
-                spec,
-                cache,
-                &cache_dir,
-                logs.join(format!("tingxie-{cache:?}-{rep}.log")),
-            )?;
+            let s = tingxie_spawn(spec, cache, &cache_dir, logs.join(format!("tingxie-{cache:?}-{rep}.log")))?;
             let r = one_run(spec, http, "tingxie", cache, rep, s).await;
             filled |= r.error.is_none();
             runs.push(r);
@@ -315,11 +257,7 @@ pub async fn run(
         }
         if let Some(peer) = &spec.peer {
             bar.set_message(format!("faster-whisper, run {rep}"));
-            let mut args = vec![
-                peer.script.display().to_string(),
-                "--model".into(),
-                spec.model_dir.display().to_string(),
-            ];
+            let mut args = vec![peer.script.display().to_string(), "--model".into(), spec.model_dir.display().to_string()];
             if let Some(t) = spec.threads {
                 args.extend(["--threads".into(), t.to_string()]);
             }
@@ -356,10 +294,7 @@ pub async fn run(
 
 /// Phases that are totals rather than parts (not stacked).
 fn is_total(phase: &str) -> bool {
-    matches!(
-        phase,
-        "ready" | "total" | "first_request" | "first_transcript"
-    )
+    matches!(phase, "ready" | "total" | "first_request" | "first_transcript")
 }
 
 pub fn rows(runs: &[ColdRun]) -> Vec<ColdRow> {
@@ -371,14 +306,9 @@ pub fn rows(runs: &[ColdRun]) -> Vec<ColdRow> {
     }
     keys.into_iter()
         .filter_map(|(engine, cache)| {
-            let all: Vec<&ColdRun> = runs
-                .iter()
-                .filter(|r| r.engine == engine && r.cache == cache)
-                .collect();
+            let all: Vec<&ColdRun> = runs.iter().filter(|r| r.engine == engine && r.cache == cache).collect();
             let ok: Vec<&ColdRun> = all.iter().copied().filter(|r| r.error.is_none()).collect();
-            let pick = |f: fn(&ColdRun) -> Option<f64>| -> Vec<f64> {
-                ok.iter().filter_map(|r| f(r)).collect()
-            };
+            let pick = |f: fn(&ColdRun) -> Option<f64>| -> Vec<f64> { ok.iter().filter_map(|r| f(r)).collect() };
             let ready_s = Spread::of(&pick(|r| r.ready_s))?;
             let first_transcript_s = Spread::of(&pick(|r| r.first_transcript_s))?;
             let first_request_s = Spread::of(&pick(|r| r.first_request_s))?;
@@ -393,31 +323,18 @@ pub fn rows(runs: &[ColdRun]) -> Vec<ColdRow> {
             let phases: Vec<(String, f64)> = phase_names
                 .iter()
                 .filter_map(|p| {
-                    let v: Vec<f64> = ok
-                        .iter()
-                        .filter_map(|r| r.phases.iter().find(|(n, _)| n == p).map(|(_, v)| *v))
-                        .collect();
+                    let v: Vec<f64> = ok.iter().filter_map(|r| r.phases.iter().find(|(n, _)| n == p).map(|(_, v)| *v)).collect();
                     Some((p.clone(), median(&v)?))
                 })
                 .collect();
-            let mut segments: Vec<(String, f64)> = phases
-                .iter()
-                .filter(|(p, _)| !is_total(p))
-                .cloned()
-                .collect();
+            let mut segments: Vec<(String, f64)> = phases.iter().filter(|(p, _)| !is_total(p)).cloned().collect();
             let parts: f64 = segments.iter().map(|(_, v)| v).sum();
             let other = ready_s.median - parts;
             if other > 0.0005 {
                 segments.push(("start-up not in a phase".into(), other));
             }
-            segments.push((
-                "first request".into(),
-                (first_transcript_s.median - ready_s.median).max(0.0),
-            ));
-            let rss: Vec<f64> = ok
-                .iter()
-                .filter_map(|r| r.peak_rss_bytes.map(|b| b as f64))
-                .collect();
+            segments.push(("first request".into(), (first_transcript_s.median - ready_s.median).max(0.0)));
+            let rss: Vec<f64> = ok.iter().filter_map(|r| r.peak_rss_bytes.map(|b| b as f64)).collect();
             Some(ColdRow {
                 engine,
                 cache: cache.name().to_string(),
@@ -475,11 +392,7 @@ pub fn markdown(c: &ColdStartReport) -> String {
     let _ = writeln!(m, "| engine | cache | runs (failed) | exec → listening | exec → ready | exec → first transcript | first request | peak RSS MiB | phases (median s) |");
     let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|");
     for r in &c.rows {
-        let phases: Vec<String> = r
-            .phases
-            .iter()
-            .map(|(p, v)| format!("{p} {v:.3}"))
-            .collect();
+        let phases: Vec<String> = r.phases.iter().map(|(p, v)| format!("{p} {v:.3}")).collect();
         let _ = writeln!(
             m,
             "| {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} |",
@@ -487,26 +400,16 @@ pub fn markdown(c: &ColdStartReport) -> String {
             r.cache,
             r.runs,
             r.failed,
-            r.listening_s
-                .as_ref()
-                .map(spread)
-                .unwrap_or_else(|| "–".into()),
+            r.listening_s.as_ref().map(spread).unwrap_or_else(|| "–".into()),
             spread(&r.ready_s),
             spread(&r.first_transcript_s),
             spread(&r.first_request_s),
             crate::report::mib(r.peak_rss_bytes),
-            if phases.is_empty() {
-                "–".into()
-            } else {
-                phases.join(", ")
-            },
+            if phases.is_empty() { "–".into() } else { phases.join(", ") },
         );
     }
     if let Some(d) = c.download_alone_s {
-        let _ = writeln!(
-            m,
-            "\nThe model's objects fetched alone (GET, no process start): {d:.3} s."
-        );
+        let _ = writeln!(m, "\nThe model's objects fetched alone (GET, no process start): {d:.3} s.");
     }
     if !c.ratios.is_empty() {
         let _ = writeln!(m, "\n| tingxie cache | versus | exec → ready ratio | exec → first transcript ratio | peak RSS ratio |");
@@ -519,9 +422,7 @@ pub fn markdown(c: &ColdStartReport) -> String {
                 r.versus,
                 r.ready,
                 r.first_transcript,
-                r.peak_rss
-                    .map(|x| format!("{x:.2}"))
-                    .unwrap_or_else(|| "–".into())
+                r.peak_rss.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into())
             );
         }
     }
@@ -542,9 +443,7 @@ pub fn markdown(c: &ColdStartReport) -> String {
 pub async fn download_alone(store: Arc<object_store::aws::AmazonS3>, prefix: &str) -> Result<f64> {
     use object_store::{ObjectStore, ObjectStoreExt};
     let t = Instant::now();
-    let list = store
-        .list_with_delimiter(Some(&object_store::path::Path::from(prefix)))
-        .await?;
+    let list = store.list_with_delimiter(Some(&object_store::path::Path::from(prefix))).await?;
     for o in list.objects {
         store.get(&o.location).await?.bytes().await?;
     }
@@ -552,11 +451,7 @@ pub async fn download_alone(store: Arc<object_store::aws::AmazonS3>, prefix: &st
 }
 
 /// Uploads every file of `dir` to `s3://bucket/prefix/`.
-pub async fn upload_dir(
-    store: &object_store::aws::AmazonS3,
-    dir: &std::path::Path,
-    prefix: &str,
-) -> Result<u64> {
+pub async fn upload_dir(store: &object_store::aws::AmazonS3, dir: &std::path::Path, prefix: &str) -> Result<u64> {
     use object_store::ObjectStoreExt;
     let mut bytes = 0;
     for e in std::fs::read_dir(dir)? {
@@ -566,16 +461,9 @@ pub async fn upload_dir(
         }
         let data = std::fs::read(e.path())?;
         bytes += data.len() as u64;
-        let key = format!(
-            "{}/{}",
-            prefix.trim_end_matches('/'),
-            e.file_name().to_string_lossy()
-        );
+        let key = format!("{}/{}", prefix.trim_end_matches('/'), e.file_name().to_string_lossy());
         store
-            .put(
-                &object_store::path::Path::from(key.trim_start_matches('/')),
-                data.into(),
-            )
+            .put(&object_store::path::Path::from(key.trim_start_matches('/')), data.into())
             .await
             .with_context(|| format!("uploading {}", e.path().display()))?;
     }
@@ -586,13 +474,7 @@ pub async fn upload_dir(
 mod tests {
     use super::*;
 
-    fn run(
-        engine: &str,
-        cache: CacheMode,
-        ready: f64,
-        first: f64,
-        phases: &[(&str, f64)],
-    ) -> ColdRun {
+    fn run(engine: &str, cache: CacheMode, ready: f64, first: f64, phases: &[(&str, f64)]) -> ColdRun {
         ColdRun {
             engine: engine.into(),
             cache,
@@ -611,61 +493,23 @@ mod tests {
     #[test]
     fn rows_segments_and_ratios() {
         let runs = vec![
-            run(
-                "tingxie",
-                CacheMode::Warm,
-                0.3,
-                1.3,
-                &[("weights", 0.1), ("warmup", 0.15), ("ready", 0.3)],
-            ),
-            run(
-                "tingxie",
-                CacheMode::Warm,
-                0.5,
-                1.5,
-                &[("weights", 0.2), ("warmup", 0.25), ("ready", 0.5)],
-            ),
-            run(
-                "tingxie",
-                CacheMode::Warm,
-                0.4,
-                1.6,
-                &[("weights", 0.3), ("warmup", 0.2), ("ready", 0.4)],
-            ),
-            run(
-                "faster-whisper",
-                CacheMode::Local,
-                2.0,
-                3.0,
-                &[("import", 1.0), ("model_load", 0.8)],
-            ),
+            run("tingxie", CacheMode::Warm, 0.3, 1.3, &[("weights", 0.1), ("warmup", 0.15), ("ready", 0.3)]),
+            run("tingxie", CacheMode::Warm, 0.5, 1.5, &[("weights", 0.2), ("warmup", 0.25), ("ready", 0.5)]),
+            run("tingxie", CacheMode::Warm, 0.4, 1.6, &[("weights", 0.3), ("warmup", 0.2), ("ready", 0.4)]),
+            run("faster-whisper", CacheMode::Local, 2.0, 3.0, &[("import", 1.0), ("model_load", 0.8)]),
         ];
         let rows = rows(&runs);
         assert_eq!(rows.len(), 2);
         let t = &rows[0];
         assert_eq!(t.ready_s.median, 0.4);
         assert_eq!((t.ready_s.min, t.ready_s.max), (0.3, 0.5));
-        assert_eq!(
-            t.phases,
-            vec![
-                ("weights".into(), 0.2),
-                ("warmup".into(), 0.2),
-                ("ready".into(), 0.4)
-            ]
-        );
+        assert_eq!(t.phases, vec![("weights".into(), 0.2), ("warmup".into(), 0.2), ("ready".into(), 0.4)]);
         // "ready" is a total, not stacked; the segments add up to the first transcript
         let total: f64 = t.segments.iter().map(|(_, v)| v).sum();
-        assert!(
-            (total - t.first_transcript_s.median).abs() < 1e-9,
-            "{:?}",
-            t.segments
-        );
+        assert!((total - t.first_transcript_s.median).abs() < 1e-9, "{:?}", t.segments);
         assert!(!t.segments.iter().any(|(p, _)| p == "ready"));
         let peer = &rows[1];
-        assert!(peer
-            .segments
-            .iter()
-            .any(|(p, v)| p == "start-up not in a phase" && (v - 0.2).abs() < 1e-9));
+        assert!(peer.segments.iter().any(|(p, v)| p == "start-up not in a phase" && (v - 0.2).abs() < 1e-9));
         let r = ratios(&rows);
         assert_eq!(r.len(), 1);
         assert!((r[0].ready - 0.2).abs() < 1e-9);

@@ -55,22 +55,15 @@ impl Corpus {
         let manifest = read_manifest(&dir.join("manifest.tsv"));
         let mut files = Vec::new();
         for name in names {
-            let content_type = content_type_for(&name)
-                .with_context(|| format!("{name}: not a known audio extension"))?;
-            let bytes =
-                std::fs::read(dir.join(&name)).with_context(|| format!("reading {name}"))?;
+            let content_type = content_type_for(&name).with_context(|| format!("{name}: not a known audio extension"))?;
+            let bytes = std::fs::read(dir.join(&name)).with_context(|| format!("reading {name}"))?;
             let seconds = manifest.get(&name).copied().or_else(|| wav_seconds(&bytes));
             if let (Some(max), Some(s)) = (max_seconds, seconds) {
                 if s > max {
                     continue;
                 }
             }
-            files.push(AudioFile {
-                name,
-                bytes: Bytes::from(bytes),
-                content_type,
-                seconds,
-            });
+            files.push(AudioFile { name, bytes: Bytes::from(bytes), content_type, seconds });
         }
         if files.is_empty() {
             bail!("no audio files in {} (after filters)", path.display());

@@ -75,12 +75,7 @@ pub struct RunData {
     pub elapsed_s: f64,
 }
 
-pub async fn run(
-    client: Arc<Client>,
-    corpus: Arc<Corpus>,
-    spec: &LoadSpec,
-    watch: Watch,
-) -> RunData {
+pub async fn run(client: Arc<Client>, corpus: Arc<Corpus>, spec: &LoadSpec, watch: Watch) -> RunData {
     let start = Instant::now();
     let total = spec.warmup + spec.duration;
     let warm_end = start + spec.warmup;
@@ -93,9 +88,7 @@ pub async fn run(
     let sampler = {
         let (client, stop, base) = (client.clone(), stop.clone(), client.base.clone());
         let watch = watch.clone();
-        tokio::spawn(
-            async move { sample_loop(&client.http, &base, watch, start, warm_end, stop).await },
-        )
+        tokio::spawn(async move { sample_loop(&client.http, &base, watch, start, warm_end, stop).await })
     };
 
     let counters = Arc::new(Counters::default());
@@ -124,13 +117,8 @@ pub async fn run(
             let measured = Arc::new(AtomicU64::new(0));
             let mut set = JoinSet::new();
             for _ in 0..concurrency.max(1) {
-                let (client, corpus, next, measured, record) = (
-                    client.clone(),
-                    corpus.clone(),
-                    next.clone(),
-                    measured.clone(),
-                    record.clone(),
-                );
+                let (client, corpus, next, measured, record) =
+                    (client.clone(), corpus.clone(), next.clone(), measured.clone(), record.clone());
                 let (scenario, max) = (spec.scenario, spec.max_requests);
                 set.spawn(async move {
                     loop {
@@ -139,17 +127,14 @@ pub async fn run(
                             break;
                         }
                         let warmup = now < warm_end;
-                        if !warmup
-                            && max.is_some_and(|m| measured.fetch_add(1, Ordering::SeqCst) >= m)
-                        {
+                        if !warmup && max.is_some_and(|m| measured.fetch_add(1, Ordering::SeqCst) >= m) {
                             break;
                         }
                         let i = next.fetch_add(1, Ordering::SeqCst);
                         let mut o = client.send(scenario, i, corpus.pick(i)).await;
                         o.sent_at = (now - start).as_secs_f64();
                         o.warmup = warmup;
-                        let back_off =
-                            matches!(o.error_kind.as_deref(), Some("429" | "503" | "connect"));
+                        let back_off = matches!(o.error_kind.as_deref(), Some("429" | "503" | "connect"));
                         record(o);
                         if back_off {
                             // A rejected client waits a little, as a polite one would.
@@ -160,10 +145,7 @@ pub async fn run(
             }
             while set.join_next().await.is_some() {}
         }
-        LoadModel::Open {
-            rate,
-            max_in_flight,
-        } => {
+        LoadModel::Open { rate, max_in_flight } => {
             let arrivals = poisson_arrivals(rate, total.as_secs_f64(), usize::MAX, spec.seed);
             let in_flight = Arc::new(AtomicUsize::new(0));
             let mut measured = 0u64;
@@ -196,12 +178,7 @@ pub async fn run(
                     continue;
                 }
                 in_flight.fetch_add(1, Ordering::SeqCst);
-                let (client, in_flight, record, scenario) = (
-                    client.clone(),
-                    in_flight.clone(),
-                    record.clone(),
-                    spec.scenario,
-                );
+                let (client, in_flight, record, scenario) = (client.clone(), in_flight.clone(), record.clone(), spec.scenario);
                 let sent_at = start.elapsed().as_secs_f64();
                 set.spawn(async move {
                     let mut o = client.send(scenario, i as u64, &file).await;
@@ -228,22 +205,10 @@ pub async fn run(
     bar.finish();
     let mut outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
     outcomes.sort_by(|a, b| a.sent_at.partial_cmp(&b.sent_at).unwrap());
-    RunData {
-        outcomes,
-        samples,
-        rss_source,
-        metrics_start,
-        metrics_end,
-        elapsed_s,
-    }
+    RunData { outcomes, samples, rss_source, metrics_start, metrics_end, elapsed_s }
 }
 
-type SamplerResult = (
-    Vec<RssSample>,
-    Option<Vec<prom::Sample>>,
-    Option<Vec<prom::Sample>>,
-    String,
-);
+type SamplerResult = (Vec<RssSample>, Option<Vec<prom::Sample>>, Option<Vec<prom::Sample>>, String);
 
 async fn sample_loop(
     http: &reqwest::Client,
@@ -263,33 +228,18 @@ async fn sample_loop(
     loop {
         let t = start.elapsed().as_secs_f64();
         // Every second (and once the warm-up is over) the metrics are read too.
-        let want_metrics =
-            tick.is_multiple_of(2) || (metrics_start.is_none() && Instant::now() >= warm_end);
-        let metrics = if want_metrics || matches!(watch, Watch::Metrics) {
-            scrape(http, base).await.ok()
-        } else {
-            None
-        };
+        let want_metrics = tick.is_multiple_of(2) || (metrics_start.is_none() && Instant::now() >= warm_end);
+        let metrics = if want_metrics || matches!(watch, Watch::Metrics) { scrape(http, base).await.ok() } else { None };
         if metrics_start.is_none() && Instant::now() >= warm_end {
             metrics_start = metrics.clone();
         }
-        let queue_depth = metrics
-            .as_ref()
-            .and_then(|m| prom::value(m, "tingxie_queue_depth"));
+        let queue_depth = metrics.as_ref().and_then(|m| prom::value(m, "tingxie_queue_depth"));
         let mem = match watch {
             Watch::Pid(pid) => proc_rss(pid).map(|(rss, hwm)| (rss, Some(hwm))),
-            Watch::Metrics => metrics
-                .as_ref()
-                .and_then(|m| prom::value(m, "process_resident_memory_bytes"))
-                .map(|v| (v as u64, None)),
+            Watch::Metrics => metrics.as_ref().and_then(|m| prom::value(m, "process_resident_memory_bytes")).map(|v| (v as u64, None)),
         };
         if let Some((rss_bytes, hwm_bytes)) = mem {
-            samples.push(RssSample {
-                t,
-                rss_bytes,
-                hwm_bytes,
-                queue_depth,
-            });
+            samples.push(RssSample { t, rss_bytes, hwm_bytes, queue_depth });
         }
         if stop.load(Ordering::SeqCst) {
             return (samples, metrics_start, metrics, source);
@@ -330,12 +280,7 @@ fn progress_bar(spec: &LoadSpec, total: Duration) -> ProgressBar {
     if !spec.progress {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>8} [{elapsed_precise}] {bar:30} {percent:>3}% {msg}",
-        )
-        .expect("valid template"),
-    );
+    bar.set_style(ProgressStyle::with_template("{prefix:>8} [{elapsed_precise}] {bar:30} {percent:>3}% {msg}").expect("valid template"));
     bar.set_prefix(spec.scenario.name());
     bar
 }

@@ -10,10 +10,7 @@ pub struct Sample {
 
 impl Sample {
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
 
@@ -44,11 +41,7 @@ fn parse_line(line: &str) -> Option<Sample> {
         "NaN" => f64::NAN,
         v => v.parse().ok()?,
     };
-    Some(Sample {
-        name: name.to_string(),
-        labels,
-        value,
-    })
+    Some(Sample { name: name.to_string(), labels, value })
 }
 
 /// Parses `k="v",k2="v2"}` and returns the labels and the text after `}`.
@@ -100,11 +93,7 @@ pub fn value(samples: &[Sample], name: &str) -> Option<f64> {
 
 /// Sum over all label sets of `name`.
 pub fn sum(samples: &[Sample], name: &str) -> Option<f64> {
-    let v: Vec<f64> = samples
-        .iter()
-        .filter(|s| s.name == name)
-        .map(|s| s.value)
-        .collect();
+    let v: Vec<f64> = samples.iter().filter(|s| s.name == name).map(|s| s.value).collect();
     (!v.is_empty()).then(|| v.iter().sum())
 }
 
@@ -150,22 +139,12 @@ process_resident_memory_bytes 1.2345e8
         assert_eq!(value(&s, "tingxie_queue_depth"), Some(3.0));
         assert_eq!(value(&s, "tingxie_compute_seconds_sum"), Some(3.5));
         assert_eq!(sum(&s, "tingxie_requests_total"), Some(7.0));
-        assert_eq!(
-            value(&s, "process_resident_memory_bytes"),
-            Some(123_450_000.0)
-        );
+        assert_eq!(value(&s, "process_resident_memory_bytes"), Some(123_450_000.0));
         assert_eq!(s[2].label("model"), Some("tiny \"en\""));
-        assert_eq!(
-            value(&s, "tingxie_compute_seconds_bucket"),
-            Some(f64::INFINITY).map(|_| 7.0)
-        );
+        assert_eq!(value(&s, "tingxie_compute_seconds_bucket"), Some(f64::INFINITY).map(|_| 7.0));
         assert_eq!(
             phases(&s, "tingxie_cold_start_phase_seconds"),
-            vec![
-                ("config".into(), 0.001),
-                ("weights".into(), 0.25),
-                ("warmup".into(), 1.5)
-            ]
+            vec![("config".into(), 0.001), ("weights".into(), 0.25), ("warmup".into(), 1.5)]
         );
     }
 

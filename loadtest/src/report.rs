@@ -111,9 +111,7 @@ pub fn summarize(
     for o in &measured {
         if let Some(k) = &o.error_kind {
             *errors_by_kind.entry(k.clone()).or_insert(0) += 1;
-            error_examples
-                .entry(k.clone())
-                .or_insert_with(|| format!("{}: {}", o.file, o.error.clone().unwrap_or_default()));
+            error_examples.entry(k.clone()).or_insert_with(|| format!("{}: {}", o.file, o.error.clone().unwrap_or_default()));
         }
     }
     let count = |k: &str| errors_by_kind.get(k).copied().unwrap_or(0);
@@ -130,31 +128,18 @@ pub fn summarize(
         errors_by_kind,
         error_examples,
     };
-    let last_done = measured
-        .iter()
-        .map(|o| o.sent_at + o.latency)
-        .fold(warmup_s, f64::max);
+    let last_done = measured.iter().map(|o| o.sent_at + o.latency).fold(warmup_s, f64::max);
     let window_s = (last_done - warmup_s).max(1e-9);
     let audio_ok: f64 = ok.iter().filter_map(|o| o.audio_s).sum();
     let compute_ok: f64 = ok.iter().filter_map(|o| o.compute_s).sum();
-    let audio_with_compute: f64 = ok
-        .iter()
-        .filter(|o| o.compute_s.is_some())
-        .filter_map(|o| o.audio_s)
-        .sum();
+    let audio_with_compute: f64 = ok.iter().filter(|o| o.compute_s.is_some()).filter_map(|o| o.audio_s).sum();
     let audio_with_latency: f64 = ok.iter().filter_map(|o| o.audio_s).sum();
-    let latency_with_audio: f64 = ok
-        .iter()
-        .filter(|o| o.audio_s.is_some())
-        .map(|o| o.latency)
-        .sum();
+    let latency_with_audio: f64 = ok.iter().filter(|o| o.audio_s.is_some()).map(|o| o.latency).sum();
 
     let metric_mean = |name: &str| -> Option<f64> {
         let (a, b) = (data.metrics_start.as_ref()?, data.metrics_end.as_ref()?);
-        let sum = prom::value(b, &format!("{name}_sum"))?
-            - prom::value(a, &format!("{name}_sum")).unwrap_or(0.0);
-        let n = prom::value(b, &format!("{name}_count"))?
-            - prom::value(a, &format!("{name}_count")).unwrap_or(0.0);
+        let sum = prom::value(b, &format!("{name}_sum"))? - prom::value(a, &format!("{name}_sum")).unwrap_or(0.0);
+        let n = prom::value(b, &format!("{name}_count"))? - prom::value(a, &format!("{name}_count")).unwrap_or(0.0);
         (n > 0.0).then(|| sum / n)
     };
 
@@ -167,22 +152,12 @@ pub fn summarize(
         elapsed_s: data.elapsed_s,
         window_s,
         latency: Summary::of(&ok.iter().map(|o| o.latency).collect::<Vec<_>>()),
-        latency_all: Summary::of(
-            &measured
-                .iter()
-                .filter(|o| o.status.is_some())
-                .map(|o| o.latency)
-                .collect::<Vec<_>>(),
-        ),
+        latency_all: Summary::of(&measured.iter().filter(|o| o.status.is_some()).map(|o| o.latency).collect::<Vec<_>>()),
         queue_wait: Summary::of(&ok.iter().filter_map(|o| o.queue_s).collect::<Vec<_>>()),
         compute: Summary::of(&ok.iter().filter_map(|o| o.compute_s).collect::<Vec<_>>()),
         metrics_queue_wait_mean: metric_mean("tingxie_queue_wait_seconds"),
         metrics_compute_mean: metric_mean("tingxie_compute_seconds"),
-        max_queue_depth: data
-            .samples
-            .iter()
-            .filter_map(|s| s.queue_depth)
-            .reduce(f64::max),
+        max_queue_depth: data.samples.iter().filter_map(|s| s.queue_depth).reduce(f64::max),
         throughput_rps: counts.ok as f64 / window_s,
         audio_seconds_per_s: audio_ok / window_s,
         rtf_compute: (audio_with_compute > 0.0).then(|| compute_ok / audio_with_compute),
@@ -196,10 +171,7 @@ pub fn summarize(
 
 fn rss_summary(samples: &[RssSample], source: &str, warmup_s: f64) -> Rss {
     let start = samples.iter().find(|s| s.t >= warmup_s).or(samples.first());
-    let peak = samples
-        .iter()
-        .map(|s| s.hwm_bytes.unwrap_or(0).max(s.rss_bytes))
-        .max();
+    let peak = samples.iter().map(|s| s.hwm_bytes.unwrap_or(0).max(s.rss_bytes)).max();
     Rss {
         source: source.to_string(),
         start_bytes: start.map(|s| s.rss_bytes),
@@ -210,10 +182,7 @@ fn rss_summary(samples: &[RssSample], source: &str, warmup_s: f64) -> Rss {
 }
 
 fn timeline(outcomes: &[Outcome], samples: &[RssSample]) -> Vec<TimelinePoint> {
-    let end = outcomes
-        .iter()
-        .map(|o| o.sent_at + o.latency)
-        .fold(0.0, f64::max);
+    let end = outcomes.iter().map(|o| o.sent_at + o.latency).fold(0.0, f64::max);
     let buckets = end.ceil() as usize;
     let mut points: Vec<(TimelinePoint, Vec<f64>)> = (0..buckets)
         .map(|i| {
@@ -263,8 +232,7 @@ fn timeline(outcomes: &[Outcome], samples: &[RssSample]) -> Vec<TimelinePoint> {
 }
 
 pub fn mib(b: Option<u64>) -> String {
-    b.map(|b| format!("{:.0}", b as f64 / 1048576.0))
-        .unwrap_or_else(|| "–".into())
+    b.map(|b| format!("{:.0}", b as f64 / 1048576.0)).unwrap_or_else(|| "–".into())
 }
 
 pub fn secs(x: Option<f64>) -> String {
@@ -286,10 +254,7 @@ pub fn markdown(r: &Report) -> String {
             m,
             "| scenario | load | measured | ok | 429 | non-429 errors | p50 s | p90 s | p99 s | max s | req/s | audio s/s | RTF (compute) | queue wait mean s | compute mean s | RSS start / end / peak MiB |"
         );
-        let _ = writeln!(
-            m,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-        );
+        let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for s in &r.scenarios {
             let _ = writeln!(
                 m,
@@ -328,22 +293,13 @@ pub fn markdown(r: &Report) -> String {
                 s.rss.source
             );
             if !s.counts.errors_by_kind.is_empty() {
-                let kinds: Vec<String> = s
-                    .counts
-                    .errors_by_kind
-                    .iter()
-                    .map(|(k, v)| format!("{k}: {v}"))
-                    .collect();
+                let kinds: Vec<String> = s.counts.errors_by_kind.iter().map(|(k, v)| format!("{k}: {v}")).collect();
                 let _ = writeln!(m, "  errors by kind: {}", kinds.join(", "));
                 for (k, e) in &s.counts.error_examples {
                     let _ = writeln!(m, "  - first `{k}`: {}", e.replace('\n', " "));
                 }
             }
-            let _ = writeln!(
-                m,
-                "  charts: `latency-hist-{0}.svg`, `timeline-{0}.svg`",
-                s.scenario
-            );
+            let _ = writeln!(m, "  charts: `latency-hist-{0}.svg`, `timeline-{0}.svg`", s.scenario);
         }
         let _ = writeln!(m);
     }
@@ -356,10 +312,7 @@ pub fn markdown(r: &Report) -> String {
 /// Writes `report.json`, `summary.md`, `requests.jsonl` and the charts into `dir`.
 pub fn write_all(dir: &Path, report: &Report, runs: &[(&str, &RunData)]) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::write(
-        dir.join("report.json"),
-        serde_json::to_string_pretty(report)?,
-    )?;
+    std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(report)?)?;
     std::fs::write(dir.join("summary.md"), markdown(report))?;
     if !runs.is_empty() {
         let mut lines = String::new();
@@ -373,25 +326,15 @@ pub fn write_all(dir: &Path, report: &Report, runs: &[(&str, &RunData)]) -> Resu
         }
         std::fs::write(dir.join("requests.jsonl"), lines)?;
     }
-    let outcomes: Vec<(String, Outcome)> = runs
-        .iter()
-        .flat_map(|(s, d)| d.outcomes.iter().map(move |o| (s.to_string(), o.clone())))
-        .collect();
+    let outcomes: Vec<(String, Outcome)> =
+        runs.iter().flat_map(|(s, d)| d.outcomes.iter().map(move |o| (s.to_string(), o.clone()))).collect();
     charts(dir, report, &outcomes)
 }
 
 fn charts(dir: &Path, report: &Report, outcomes: &[(String, Outcome)]) -> Result<()> {
     for s in &report.scenarios {
-        let lat: Vec<f64> = outcomes
-            .iter()
-            .filter(|(sc, o)| *sc == s.scenario && !o.warmup && o.ok())
-            .map(|(_, o)| o.latency)
-            .collect();
-        crate::charts::latency_histogram(
-            &dir.join(format!("latency-hist-{}.svg", s.scenario)),
-            &s.scenario,
-            &lat,
-        )?;
+        let lat: Vec<f64> = outcomes.iter().filter(|(sc, o)| *sc == s.scenario && !o.warmup && o.ok()).map(|(_, o)| o.latency).collect();
+        crate::charts::latency_histogram(&dir.join(format!("latency-hist-{}.svg", s.scenario)), &s.scenario, &lat)?;
         crate::charts::timeline(&dir.join(format!("timeline-{}.svg", s.scenario)), s)?;
     }
     if let Some(c) = &report.coldstart {

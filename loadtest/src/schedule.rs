@@ -73,18 +73,12 @@ mod tests {
         let a = poisson_arrivals(rate, 2000.0, usize::MAX, 7);
         let n = a.len() as f64;
         assert!((n - 40_000.0).abs() < 4.0 * 200.0, "count {n}");
-        let gaps: Vec<f64> = std::iter::once(a[0])
-            .chain(a.windows(2).map(|w| w[1] - w[0]))
-            .collect();
+        let gaps: Vec<f64> = std::iter::once(a[0]).chain(a.windows(2).map(|w| w[1] - w[0])).collect();
         let mean = gaps.iter().sum::<f64>() / n;
         let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / (n - 1.0);
         // exponential: mean 1/rate, coefficient of variation 1
         assert!((mean - 1.0 / rate).abs() < 0.02 / rate, "mean gap {mean}");
-        assert!(
-            (var.sqrt() / mean - 1.0).abs() < 0.03,
-            "cv {}",
-            var.sqrt() / mean
-        );
+        assert!((var.sqrt() / mean - 1.0).abs() < 0.03, "cv {}", var.sqrt() / mean);
         // memorylessness: P(gap > 1/rate) = e^-1
         let over = gaps.iter().filter(|&&g| g > 1.0 / rate).count() as f64 / n;
         assert!((over - (-1.0f64).exp()).abs() < 0.01, "tail {over}");

@@ -50,9 +50,7 @@ impl SpawnSpec {
             .stderr(log)
             .kill_on_drop(true);
         let exec_at = Instant::now();
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", self.program.display()))?;
+        let child = cmd.spawn().with_context(|| format!("starting {}", self.program.display()))?;
         let pid = child.id().context("child pid")?;
         Ok(Spawned {
             child,
@@ -75,55 +73,28 @@ pub struct ReadyTimes {
 impl Spawned {
     /// Polls `/health/liveness` and `/health/readiness` every `every` until ready; fails if the
     /// process exits or `timeout` passes.
-    pub async fn wait_ready(
-        &mut self,
-        http: &reqwest::Client,
-        timeout: Duration,
-        every: Duration,
-    ) -> Result<ReadyTimes> {
+    pub async fn wait_ready(&mut self, http: &reqwest::Client, timeout: Duration, every: Duration) -> Result<ReadyTimes> {
         let live = self.base.join("health/liveness")?;
         let ready = self.base.join("health/readiness")?;
         let mut listening_s = None;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "{} exited with {status} before it was ready; log:\n{}",
-                    self.name,
-                    self.log_tail(40)
-                );
+                bail!("{} exited with {status} before it was ready; log:\n{}", self.name, self.log_tail(40));
             }
             if self.exec_at.elapsed() > timeout {
-                bail!(
-                    "{} not ready after {:?}; log:\n{}",
-                    self.name,
-                    timeout,
-                    self.log_tail(40)
-                );
+                bail!("{} not ready after {:?}; log:\n{}", self.name, timeout, self.log_tail(40));
             }
             if listening_s.is_none() {
-                if let Ok(r) = http
-                    .get(live.clone())
-                    .timeout(Duration::from_secs(2))
-                    .send()
-                    .await
-                {
+                if let Ok(r) = http.get(live.clone()).timeout(Duration::from_secs(2)).send().await {
                     if r.status().is_success() {
                         listening_s = Some(self.exec_at.elapsed().as_secs_f64());
                     }
                 }
             }
             if listening_s.is_some() {
-                if let Ok(r) = http
-                    .get(ready.clone())
-                    .timeout(Duration::from_secs(2))
-                    .send()
-                    .await
-                {
+                if let Ok(r) = http.get(ready.clone()).timeout(Duration::from_secs(2)).send().await {
                     if r.status().is_success() {
-                        return Ok(ReadyTimes {
-                            listening_s,
-                            ready_s: self.exec_at.elapsed().as_secs_f64(),
-                        });
+                        return Ok(ReadyTimes { listening_s, ready_s: self.exec_at.elapsed().as_secs_f64() });
                     }
                 }
             }
@@ -139,14 +110,8 @@ impl Spawned {
 
     /// SIGTERM, then SIGKILL after `grace`.
     pub async fn stop(mut self, grace: Duration) {
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid.to_string())
-            .status();
-        if tokio::time::timeout(grace, self.child.wait())
-            .await
-            .is_err()
-        {
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status();
+        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
             let _ = self.child.kill().await;
         }
     }
@@ -165,11 +130,7 @@ pub fn proc_rss(pid: u32) -> Option<(u64, u64)> {
 
 /// Fetches and parses `/metrics`.
 pub async fn scrape(http: &reqwest::Client, base: &Url) -> Result<Vec<prom::Sample>> {
-    let r = http
-        .get(base.join("metrics")?)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await?;
+    let r = http.get(base.join("metrics")?).timeout(Duration::from_secs(5)).send().await?;
     if !r.status().is_success() {
         bail!("GET /metrics: HTTP {}", r.status());
     }
@@ -183,12 +144,7 @@ pub async fn start_moto(program: &Path, log: &Path, http: &reqwest::Client) -> R
     let spec = SpawnSpec {
         name: "moto_server".into(),
         program: program.to_path_buf(),
-        args: vec![
-            "-H".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
-        ],
+        args: vec!["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()],
         env: vec![],
         port,
         log: log.to_path_buf(),
@@ -211,19 +167,9 @@ pub async fn start_moto(program: &Path, log: &Path, http: &reqwest::Client) -> R
 
 /// The standard variables that point `object_store` (in the service) at a local S3 server.
 pub fn s3_env(endpoint: &str) -> Vec<(String, String)> {
-    let mut env = vec![
-        ("AWS_ENDPOINT_URL".to_string(), endpoint.to_string()),
-        ("AWS_ALLOW_HTTP".to_string(), "true".to_string()),
-    ];
-    for (k, default) in [
-        ("AWS_ACCESS_KEY_ID", "x"),
-        ("AWS_SECRET_ACCESS_KEY", "x"),
-        ("AWS_REGION", "us-east-1"),
-    ] {
-        env.push((
-            k.to_string(),
-            std::env::var(k).unwrap_or_else(|_| default.to_string()),
-        ));
+    let mut env = vec![("AWS_ENDPOINT_URL".to_string(), endpoint.to_string()), ("AWS_ALLOW_HTTP".to_string(), "true".to_string())];
+    for (k, default) in [("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "x"), ("AWS_REGION", "us-east-1")] {
+        env.push((k.to_string(), std::env::var(k).unwrap_or_else(|_| default.to_string())));
     }
     env
 }

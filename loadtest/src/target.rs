@@ -14,9 +14,7 @@ pub fn check_target(url: &str, allow_remote: bool) -> Result<Url> {
     if allow_remote {
         return Ok(parsed);
     }
-    let host = parsed
-        .host_str()
-        .with_context(|| format!("target {url:?} has no host"))?;
+    let host = parsed.host_str().with_context(|| format!("target {url:?} has no host"))?;
     if is_loopback_host(host, parsed.port_or_known_default().unwrap_or(80))? {
         Ok(parsed)
     } else {
@@ -38,19 +36,14 @@ pub fn is_loopback_host(host: &str, port: u16) -> Result<bool> {
     if lower == "localhost" || lower.ends_with(".localhost") {
         return Ok(true);
     }
-    let addrs: Vec<_> = (bare, port)
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {bare}"))?
-        .collect();
+    let addrs: Vec<_> = (bare, port).to_socket_addrs().with_context(|| format!("cannot resolve {bare}"))?.collect();
     Ok(!addrs.is_empty() && addrs.iter().all(|a| is_loopback_ip(a.ip())))
 }
 
 fn is_loopback_ip(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
     }
 }
 

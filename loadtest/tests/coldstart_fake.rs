@@ -21,13 +21,8 @@ fn fake_child() {
     let port: u16 = std::env::var("PORT").unwrap().parse().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let fake = std::sync::Arc::new(Fake {
-            ready_after: Duration::from_millis(300),
-            ..Default::default()
-        });
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let fake = std::sync::Arc::new(Fake { ready_after: Duration::from_millis(300), ..Default::default() });
         common::serve(fake, listener).await;
     });
 }
@@ -43,32 +38,11 @@ fn coldstart_report_from_spawned_servers() {
     let me = std::env::current_exe().unwrap();
     let status = Command::new(BIN)
         .args(["coldstart", "--server", me.to_str().unwrap()])
-        .args([
-            "--server-args",
-            "fake_child --exact --nocapture --test-threads 1",
-        ])
-        .args([
-            "--server-env",
-            "LT_FAKE_CHILD=1",
-            "--reps",
-            "2",
-            "--cache",
-            "empty,warm",
-        ])
+        .args(["--server-args", "fake_child --exact --nocapture --test-threads 1"])
+        .args(["--server-env", "LT_FAKE_CHILD=1", "--reps", "2", "--cache", "empty,warm"])
         .args(["--model-uri", &format!("file://{}", model.display())])
-        .args([
-            "--model",
-            model.to_str().unwrap(),
-            "--audio",
-            audio.to_str().unwrap(),
-        ])
-        .args([
-            "--out",
-            out.to_str().unwrap(),
-            "--no-progress",
-            "--ready-timeout",
-            "30s",
-        ])
+        .args(["--model", model.to_str().unwrap(), "--audio", audio.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap(), "--no-progress", "--ready-timeout", "30s"])
         .status()
         .unwrap();
     assert!(status.success());
@@ -86,21 +60,13 @@ fn coldstart_report_from_spawned_servers() {
         let phases: Vec<&str> = row.phases.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(phases, ["config", "weights", "warmup"]);
         let total: f64 = row.segments.iter().map(|(_, v)| v).sum();
-        assert!(
-            (total - row.first_transcript_s.median).abs() < 1e-6,
-            "{:?}",
-            row.segments
-        );
+        assert!((total - row.first_transcript_s.median).abs() < 1e-6, "{:?}", row.segments);
         assert!(row.peak_rss_bytes.unwrap() > 1 << 20);
     }
     assert_eq!(c.rows[0].cache, "empty cache");
     assert_eq!(c.rows[1].cache, "warm cache");
     let svg = std::fs::read_to_string(out.join("coldstart-phases.svg")).unwrap();
-    assert!(
-        svg.contains("warmup")
-            && svg.contains("first request")
-            && svg.contains("tingxie / warm cache")
-    );
+    assert!(svg.contains("warmup") && svg.contains("first request") && svg.contains("tingxie / warm cache"));
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("| tingxie | empty cache | 2 (0) |"), "{md}");
     // the servers were stopped: their ports no longer answer

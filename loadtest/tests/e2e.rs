@@ -13,10 +13,7 @@ use tingxie_loadtest::report;
 const BIN: &str = env!("CARGO_BIN_EXE_tingxie-loadtest");
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 fn tingxie_bin() -> PathBuf {
@@ -29,119 +26,50 @@ fn tingxie_bin() -> PathBuf {
 }
 
 fn model_dir() -> PathBuf {
-    std::env::var_os("TINGXIE_TEST_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("models/whisper-tiny-en"))
+    std::env::var_os("TINGXIE_TEST_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("models/whisper-tiny-en"))
 }
 
 fn has_serve(bin: &PathBuf) -> bool {
-    Command::new(bin)
-        .args(["serve", "--help"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    Command::new(bin).args(["serve", "--help"]).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
 #[test]
 fn real_server_load_and_cold_start() {
     let bin = tingxie_bin();
-    assert!(
-        bin.exists(),
-        "{} does not exist: build it (cargo build --release -p tingxie) or set TINGXIE_BIN",
-        bin.display()
-    );
-    assert!(
-        has_serve(&bin),
-        "{} has no `serve` subcommand",
-        bin.display()
-    );
+    assert!(bin.exists(), "{} does not exist: build it (cargo build --release -p tingxie) or set TINGXIE_BIN", bin.display());
+    assert!(has_serve(&bin), "{} has no `serve` subcommand", bin.display());
     let model = model_dir();
-    assert!(
-        model.join("model.bin").exists(),
-        "model missing at {} (make models)",
-        model.display()
-    );
+    assert!(model.join("model.bin").exists(), "model missing at {} (make models)", model.display());
     let audio = root().join("../shared/fixtures/speech");
     let out = std::env::temp_dir().join(format!("tingxie-lt-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let moto = std::env::var("TINGXIE_MOTO_SERVER")
-        .ok()
-        .filter(|p| std::path::Path::new(p).exists());
-    let scenarios = if moto.is_some() {
-        "http,openai,events"
-    } else {
-        "http,openai"
-    };
+    let moto = std::env::var("TINGXIE_MOTO_SERVER").ok().filter(|p| std::path::Path::new(p).exists());
+    let scenarios = if moto.is_some() { "http,openai,events" } else { "http,openai" };
     if moto.is_none() {
-        eprintln!(
-            "TINGXIE_MOTO_SERVER not set: the events scenario is left out of the end-to-end run"
-        );
+        eprintln!("TINGXIE_MOTO_SERVER not set: the events scenario is left out of the end-to-end run");
     }
 
     // Load: closed loop, 2 clients, 1 s warm-up, 4 s per scenario.
     let load_out = out.join("load");
     let mut cmd = Command::new(BIN);
-    cmd.args([
-        "run",
-        "--spawn",
-        bin.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-    ])
-    .args([
-        "--scenario",
-        scenarios,
-        "--concurrency",
-        "2",
-        "--warmup",
-        "1s",
-        "--duration",
-        "4s",
-    ])
-    .args([
-        "--audio",
-        audio.to_str().unwrap(),
-        "--include",
-        "s01.wav",
-        "--include",
-        "s04.wav",
-    ])
-    .args([
-        "--out",
-        load_out.to_str().unwrap(),
-        "--no-progress",
-        "--threads",
-        "2",
-    ]);
+    cmd.args(["run", "--spawn", bin.to_str().unwrap(), "--model", model.to_str().unwrap()])
+        .args(["--scenario", scenarios, "--concurrency", "2", "--warmup", "1s", "--duration", "4s"])
+        .args(["--audio", audio.to_str().unwrap(), "--include", "s01.wav", "--include", "s04.wav"])
+        .args(["--out", load_out.to_str().unwrap(), "--no-progress", "--threads", "2"]);
     if let Some(m) = &moto {
         cmd.args(["--moto", m]);
     }
     let run = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     eprintln!("{stderr}");
-    assert!(
-        !stderr.contains("exited during the run"),
-        "the server stopped before the load test stopped it:\n{stderr}"
-    );
-    assert!(
-        run.status.success(),
-        "load run failed: {}\n{stderr}",
-        run.status
-    );
+    assert!(!stderr.contains("exited during the run"), "the server stopped before the load test stopped it:\n{stderr}");
+    assert!(run.status.success(), "load run failed: {}\n{stderr}", run.status);
     let r = report::read(&load_out).unwrap();
     assert_eq!(r.scenarios.len(), scenarios.split(',').count());
     for s in &r.scenarios {
         let c = &s.counts;
-        assert_eq!(
-            c.non_429_errors, 0,
-            "{}: {:?}",
-            s.scenario, c.error_examples
-        );
-        assert!(
-            c.ok >= 1,
-            "{}: no successful measured request: {c:?}",
-            s.scenario
-        );
+        assert_eq!(c.non_429_errors, 0, "{}: {:?}", s.scenario, c.error_examples);
+        assert!(c.ok >= 1, "{}: no successful measured request: {c:?}", s.scenario);
         assert!(s.latency.p50.is_some() && s.throughput_rps > 0.0);
         assert!(s.rss.peak_bytes.unwrap_or(0) > 10 << 20, "{:?}", s.rss);
     }
@@ -149,13 +77,7 @@ fn real_server_load_and_cold_start() {
     // Scale from zero: one start, the model used in place.
     let cold_out = out.join("cold");
     let status = Command::new(BIN)
-        .args([
-            "coldstart",
-            "--server",
-            bin.to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
-        ])
+        .args(["coldstart", "--server", bin.to_str().unwrap(), "--model", model.to_str().unwrap()])
         .args(["--reps", "1", "--cache", "local", "--threads", "2"])
         .args(["--audio", audio.join("s01.wav").to_str().unwrap()])
         .args(["--out", cold_out.to_str().unwrap(), "--no-progress"])

@@ -13,9 +13,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let args = Args::parse();
     match run(args.cmd, CacheConfig::from_env()).await {
         Ok(code) => std::process::exit(code),

@@ -48,9 +48,7 @@ pub async fn run(cmd: CacheCommand, config: CacheConfig) -> Result<i32> {
         }
         CacheCommand::Ls => {
             let entries = blocking(move || cache.list()).await;
-            entries
-                .iter()
-                .for_each(|e| line(serde_json::to_value(e).expect("entry serialises")));
+            entries.iter().for_each(|e| line(serde_json::to_value(e).expect("entry serialises")));
             Ok(0)
         }
         CacheCommand::Gc => {
@@ -60,16 +58,12 @@ pub async fn run(cmd: CacheCommand, config: CacheConfig) -> Result<i32> {
         }
         CacheCommand::Verify => {
             let problems = blocking(move || cache.verify()).await;
-            problems
-                .iter()
-                .for_each(|p| line(serde_json::to_value(p).expect("problem serialises")));
+            problems.iter().for_each(|p| line(serde_json::to_value(p).expect("problem serialises")));
             Ok(if problems.is_empty() { 0 } else { 1 })
         }
     }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f)
-        .await
-        .expect("blocking task panicked")
+    tokio::task::spawn_blocking(f).await.expect("blocking task panicked")
 }

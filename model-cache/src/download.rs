@@ -113,22 +113,15 @@ impl Downloader<'_> {
     /// Fetches `wanted` into `vdir`; returns one result per file (in order) and the bytes
     /// received. Transport and disk errors abort the whole call; the temp files stay for the
     /// next run to clean up.
-    pub async fn fetch(
-        &self,
-        vdir: &VersionDir,
-        wanted: &[Wanted<'_>],
-    ) -> Result<(Vec<Fetched>, u64)> {
+    pub async fn fetch(&self, vdir: &VersionDir, wanted: &[Wanted<'_>]) -> Result<(Vec<Fetched>, u64)> {
         let partial = vdir.partial();
         create_dir_all(&partial)?;
         create_dir_all(&vdir.model())?;
         // Temp names unique to this run: a cancelled earlier run may still have a blocking
         // write or hash in flight on its own temp files.
         let run = format!("{}-{}", std::process::id(), crate::manifest::now_ms());
-        let slots = wanted
-            .iter()
-            .enumerate()
-            .map(|(i, w)| self.open_slot(&partial, &format!("{run}-{i}"), w.file))
-            .collect::<Result<Vec<_>>>()?;
+        let slots =
+            wanted.iter().enumerate().map(|(i, w)| self.open_slot(&partial, &format!("{run}-{i}"), w.file)).collect::<Result<Vec<_>>>()?;
 
         let work = Work {
             queue: Mutex::new(Vec::new()),
@@ -192,22 +185,13 @@ impl Downloader<'_> {
         drop(running);
         sync_parents(vdir, wanted)?;
         let _ = fs::remove_dir(&partial);
-        let results = results
-            .into_iter()
-            .map(|r| r.expect("every file finished"))
-            .collect();
+        let results = results.into_iter().map(|r| r.expect("every file finished")).collect();
         Ok((results, received.into_inner()))
     }
 
     fn open_slot(&self, partial: &Path, name: &str, file: &RemoteFile) -> Result<Slot> {
         let part = partial.join(format!("{name}.part"));
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&part)
-            .map_err(|e| Error::io(&part, e))?;
+        let f = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&part).map_err(|e| Error::io(&part, e))?;
         // Reserve the final size up front; ranges then land at their offsets in any order.
         f.set_len(file.size).map_err(|e| Error::io(&part, e))?;
         Ok(Slot {
@@ -229,16 +213,9 @@ impl Downloader<'_> {
             version: file.version.clone(),
             ..GetOptions::default()
         };
-        let got = self
-            .store
-            .get_opts(&file.location, options)
-            .await
-            .map_err(|e| Error::store(self.uri, e))?;
+        let got = self.store.get_opts(&file.location, options).await.map_err(|e| Error::store(self.uri, e))?;
         if got.range != range {
-            return Err(Error::Corrupt {
-                path: file.name.clone(),
-                detail: format!("asked for bytes {range:?}, got {:?}", got.range),
-            });
+            return Err(Error::Corrupt { path: file.name.clone(), detail: format!("asked for bytes {range:?}, got {:?}", got.range) });
         }
         let mut body = got.into_stream();
         let mut offset = range.start;
@@ -344,12 +321,7 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     // SAFETY: a plain syscall on a descriptor this `File` keeps open; no memory is passed.
     unsafe {
-        libc::sync_file_range(
-            file.as_raw_fd(),
-            offset as libc::off64_t,
-            len as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
+        libc::sync_file_range(file.as_raw_fd(), offset as libc::off64_t, len as libc::off64_t, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
@@ -370,11 +342,7 @@ struct FileHash {
 
 impl FileHash {
     fn new(runtime: tokio::runtime::Handle) -> Self {
-        FileHash {
-            frontier: Mutex::new(Frontier::new()),
-            released: Condvar::new(),
-            runtime,
-        }
+        FileHash { frontier: Mutex::new(Frontier::new()), released: Condvar::new(), runtime }
     }
 
     fn lock(&self) -> MutexGuard<'_, Frontier> {
@@ -394,13 +362,7 @@ impl FileHash {
             frontier.claim()
         };
         if let Some(claim) = claim {
-            let job = Hashing {
-                hash: me.clone(),
-                file: file.clone(),
-                claim: Some(claim),
-                block,
-                pieces,
-            };
+            let job = Hashing { hash: me.clone(), file: file.clone(), claim: Some(claim), block, pieces };
             me.runtime.spawn_blocking(move || job.run());
         }
     }
@@ -412,10 +374,7 @@ impl FileHash {
     fn finish(&self, file: &File, size: u64) -> std::io::Result<String> {
         let mut frontier = self.lock();
         while frontier.busy() {
-            frontier = self
-                .released
-                .wait(frontier)
-                .unwrap_or_else(|e| e.into_inner());
+            frontier = self.released.wait(frontier).unwrap_or_else(|e| e.into_inner());
         }
         if let Some(sha) = frontier.finish(size) {
             return Ok(sha);
@@ -473,12 +432,7 @@ impl Drop for Hashing {
 
 /// Feeds `claim.range` to its hasher: the block `pieces` (written at `block`) from memory when
 /// it lies in the range, everything else read back from `file`.
-fn feed(
-    file: &File,
-    claim: &mut Claim,
-    block: &Range<u64>,
-    pieces: &[Bytes],
-) -> std::io::Result<()> {
+fn feed(file: &File, claim: &mut Claim, block: &Range<u64>, pieces: &[Bytes]) -> std::io::Result<()> {
     let run = claim.range.clone();
     let hasher = &mut claim.hasher;
     if block.is_empty() || block.start < run.start || block.end > run.end {
@@ -506,12 +460,7 @@ fn read_back(file: &File, hasher: &mut Sha256, range: Range<u64>) -> std::io::Re
 }
 
 /// fsync, finish the hash, compare, rename into place.
-async fn finish(
-    vdir: &VersionDir,
-    slot: &Slot,
-    file: &RemoteFile,
-    expected: Option<&str>,
-) -> Result<Fetched> {
+async fn finish(vdir: &VersionDir, slot: &Slot, file: &RemoteFile, expected: Option<&str>) -> Result<Fetched> {
     let (handle, part, hash) = (slot.file.clone(), slot.part.clone(), slot.hash.clone());
     let dest = vdir.model().join(&file.name);
     let (name, size, expected) = (file.name.clone(), file.size, expected.map(str::to_string));
@@ -521,16 +470,11 @@ async fn finish(
         let actual_size = handle.metadata().map_err(|e| Error::io(&part, e))?.len();
         // Read back (if at all) through our own handle: the path may already be gone if this
         // run was cancelled.
-        let sha = hash
-            .finish(&handle, actual_size)
-            .map_err(|e| Error::io(&part, e))?;
+        let sha = hash.finish(&handle, actual_size).map_err(|e| Error::io(&part, e))?;
         let problem = if actual_size != size {
             Some(format!("size {actual_size}, expected {size}"))
         } else if expected.as_ref().is_some_and(|e| *e != sha) {
-            Some(format!(
-                "sha256 {sha}, sha256sums says {}",
-                expected.as_deref().unwrap_or("")
-            ))
+            Some(format!("sha256 {sha}, sha256sums says {}", expected.as_deref().unwrap_or("")))
         } else {
             None
         };
@@ -573,12 +517,8 @@ fn sync_parents(vdir: &VersionDir, wanted: &[Wanted<'_>]) -> Result<()> {
     dirs.iter().try_for_each(|d| fsync_dir(d))
 }
 
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .expect("blocking task panicked")
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.expect("blocking task panicked")
 }
 
 /// Logs progress at every tenth of the total.
@@ -590,11 +530,7 @@ struct Progress<'a> {
 
 impl<'a> Progress<'a> {
     fn new(uri: &'a str, total: u64) -> Self {
-        Progress {
-            uri,
-            total,
-            logged_tenths: AtomicU64::new(0),
-        }
+        Progress { uri, total, logged_tenths: AtomicU64::new(0) }
     }
 
     fn add(&self, received: u64) {
@@ -604,13 +540,7 @@ impl<'a> Progress<'a> {
         let tenths = received * 10 / self.total;
         let before = self.logged_tenths.fetch_max(tenths, Ordering::Relaxed);
         if tenths > before {
-            tracing::info!(
-                uri = self.uri,
-                received,
-                total = self.total,
-                "download {}%",
-                tenths * 10
-            );
+            tracing::info!(uri = self.uri, received, total = self.total, "download {}%", tenths * 10);
         }
     }
 }
@@ -643,26 +573,16 @@ mod tests {
             let mut rng = Rng(seed);
             let data = Arc::new(rng.bytes(size));
             let path = dir.join(format!("{seed}.part"));
-            let file = Arc::new(
-                OpenOptions::new()
-                    .create(true)
-                    .truncate(true)
-                    .read(true)
-                    .write(true)
-                    .open(&path)
-                    .unwrap(),
-            );
+            let file = Arc::new(OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).unwrap());
             file.set_len(size as u64).unwrap();
             let hash = Arc::new(FileHash::new(rt.handle().clone()));
-            let mut chunks: Vec<Range<u64>> = (0..(size as u64).div_ceil(chunk))
-                .map(|c| c * chunk..((c + 1) * chunk).min(size as u64))
-                .collect();
+            let mut chunks: Vec<Range<u64>> =
+                (0..(size as u64).div_ceil(chunk)).map(|c| c * chunk..((c + 1) * chunk).min(size as u64)).collect();
             rng.shuffle(&mut chunks);
             let queue = Arc::new(Mutex::new(chunks));
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
-                    let (queue, data, file, hash) =
-                        (queue.clone(), data.clone(), file.clone(), hash.clone());
+                    let (queue, data, file, hash) = (queue.clone(), data.clone(), file.clone(), hash.clone());
                     std::thread::spawn(move || loop {
                         let Some(range) = queue.lock().unwrap().pop() else {
                             return;
@@ -672,10 +592,7 @@ mod tests {
                             let end = (at + block).min(range.end as usize);
                             // A block arrives as a few pieces, like a body stream.
                             let mid = (at + end) / 2;
-                            let pieces = vec![
-                                Bytes::copy_from_slice(&data[at..mid]),
-                                Bytes::copy_from_slice(&data[mid..end]),
-                            ];
+                            let pieces = vec![Bytes::copy_from_slice(&data[at..mid]), Bytes::copy_from_slice(&data[mid..end])];
                             file.write_all_at(&data[at..end], at as u64).unwrap();
                             FileHash::written(&hash, &file, at as u64, pieces);
                             at = end;
@@ -685,15 +602,8 @@ mod tests {
                 .collect();
             workers.into_iter().for_each(|w| w.join().unwrap());
             let got = hash.finish(&file, size as u64).unwrap();
-            assert!(
-                !hash.lock().failed(),
-                "size {size}: carried along, not read again"
-            );
-            assert_eq!(
-                got,
-                hex_sha256(&data),
-                "size {size}, chunk {chunk}, block {block}"
-            );
+            assert!(!hash.lock().failed(), "size {size}: carried along, not read again");
+            assert_eq!(got, hex_sha256(&data), "size {size}, chunk {chunk}, block {block}");
             fs::remove_file(&path).unwrap();
         }
         let _ = fs::remove_dir_all(&dir);

@@ -46,35 +46,16 @@ impl Inner {
             if self.is_intact(m, &vdir).await? {
                 vdir.touch()?;
                 tracing::info!(uri = given, version, "model cache hit");
-                return Ok(model(
-                    &remote,
-                    &vdir,
-                    version,
-                    Outcome::Hit,
-                    0,
-                    start,
-                    in_use,
-                ));
+                return Ok(model(&remote, &vdir, version, Outcome::Hit, 0, start, in_use));
             }
-            tracing::warn!(
-                uri = given,
-                version,
-                "cached model damaged; fetching what is missing"
-            );
+            tracing::warn!(uri = given, version, "cached model damaged; fetching what is missing");
         }
 
-        let had_older = self
-            .layout
-            .versions_of(&remote.key)
-            .iter()
-            .any(|v| v.dir != vdir.dir && Marker::read(&v.marker()).is_some());
+        let had_older = self.layout.versions_of(&remote.key).iter().any(|v| v.dir != vdir.dir && Marker::read(&v.marker()).is_some());
         let incoming: u64 = files.iter().map(|f| f.size).sum();
         self.gc(incoming);
 
-        let bytes = match self
-            .fill(store, &remote, &vdir, &files, marker.as_ref())
-            .await
-        {
+        let bytes = match self.fill(store, &remote, &vdir, &files, marker.as_ref()).await {
             Ok(bytes) => bytes,
             Err(e @ Error::Unreachable { .. }) => {
                 drop(in_use);
@@ -99,9 +80,7 @@ impl Inner {
             elapsed_ms = start.elapsed().as_millis() as u64,
             "model downloaded"
         );
-        Ok(model(
-            &remote, &vdir, version, outcome, bytes, start, in_use,
-        ))
+        Ok(model(&remote, &vdir, version, outcome, bytes, start, in_use))
     }
 
     fn flight(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -111,8 +90,7 @@ impl Inner {
 
     async fn lock_key(&self, remote: &RemoteUri) -> Result<lock::Exclusive> {
         create_dir_all(&self.layout.key_dir(&remote.key))?;
-        let lock =
-            lock::exclusive(&self.layout.key_lock(&remote.key), self.config.lock_timeout).await?;
+        let lock = lock::exclusive(&self.layout.key_lock(&remote.key), self.config.lock_timeout).await?;
         let source = self.layout.source_file(&remote.key);
         if !source.exists() {
             let json = serde_json::json!({ "uri": remote.canonical });
@@ -131,9 +109,7 @@ impl Inner {
         }
         let (marker, model_dir) = (marker.clone(), vdir.model());
         crate::download::blocking(move || {
-            Ok(marker.files.iter().all(|f| {
-                crate::hash::file_sha256(&model_dir.join(&f.name)).is_ok_and(|h| h == f.sha256)
-            }))
+            Ok(marker.files.iter().all(|f| crate::hash::file_sha256(&model_dir.join(&f.name)).is_ok_and(|h| h == f.sha256)))
         })
         .await
     }
@@ -153,10 +129,7 @@ impl Inner {
                 Error::Unreachable { detail, .. } => detail,
                 other => other.to_string(),
             };
-            return Err(Error::Unreachable {
-                uri: remote.given.clone(),
-                detail: format!("{detail}; and no complete copy is cached"),
-            });
+            return Err(Error::Unreachable { uri: remote.given.clone(), detail: format!("{detail}; and no complete copy is cached") });
         };
         let in_use = lock::shared(&vdir.inuse())?;
         vdir.touch()?;
@@ -166,15 +139,7 @@ impl Inner {
             cause = %cause,
             "object store unreachable; starting from the cached copy"
         );
-        Ok(model(
-            remote,
-            &vdir,
-            marker.version,
-            Outcome::Offline,
-            0,
-            start,
-            in_use,
-        ))
+        Ok(model(remote, &vdir, marker.version, Outcome::Offline, 0, start, in_use))
     }
 
     /// After a new version is complete, older ones (and leftovers of interrupted downloads)
@@ -186,11 +151,7 @@ impl Inner {
             }
             if let Ok(Some(_probe)) = lock::try_exclusive(&v.inuse()) {
                 match self.layout.remove_dir(&v.dir) {
-                    Ok(()) => tracing::info!(
-                        uri = remote.given,
-                        version = v.name(),
-                        "removed old version"
-                    ),
+                    Ok(()) => tracing::info!(uri = remote.given, version = v.name(), "removed old version"),
                     Err(e) => tracing::warn!(error = %e, "could not remove an old version"),
                 }
             }
@@ -229,12 +190,8 @@ fn local_folder(given: &str, path: PathBuf, start: Instant) -> Result<LocalModel
             elapsed: start.elapsed(),
             in_use: None,
         }),
-        Ok(_) => Err(Error::NotFound {
-            what: format!("{given} is not a folder"),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound {
-            what: given.to_string(),
-        }),
+        Ok(_) => Err(Error::NotFound { what: format!("{given} is not a folder") }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound { what: given.to_string() }),
         Err(e) => Err(Error::io(&path, e)),
     }
 }

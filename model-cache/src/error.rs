@@ -55,28 +55,17 @@ pub enum Error {
 impl Error {
     /// Whether the same call may succeed later without a change of configuration.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::Unreachable { .. } | Error::LockTimeout { .. } | Error::Changed { .. }
-        )
+        matches!(self, Error::Unreachable { .. } | Error::LockTimeout { .. } | Error::Changed { .. })
     }
 
     /// Wraps a local I/O error, telling disk-full and permission errors apart.
     pub(crate) fn io(path: &Path, source: io::Error) -> Error {
         match source.kind() {
-            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Error::DiskFull {
-                path: path.to_path_buf(),
-            },
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Error::DiskFull { path: path.to_path_buf() },
             io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
-                Error::PermissionDenied {
-                    what: path.display().to_string(),
-                    detail: source.to_string(),
-                }
+                Error::PermissionDenied { what: path.display().to_string(), detail: source.to_string() }
             }
-            _ => Error::Io {
-                path: path.to_path_buf(),
-                source,
-            },
+            _ => Error::Io { path: path.to_path_buf(), source },
         }
     }
 
@@ -85,38 +74,17 @@ impl Error {
         use object_store::Error as E;
         let detail = err.to_string();
         match err {
-            E::NotFound { path, .. } => Error::NotFound {
-                what: format!("{uri} ({path})"),
-            },
-            E::PermissionDenied { .. } | E::Unauthenticated { .. } => Error::PermissionDenied {
-                what: uri.to_string(),
-                detail,
-            },
-            E::Precondition { .. } => Error::Changed {
-                uri: uri.to_string(),
-            },
-            E::InvalidPath { .. } => Error::InvalidUri {
-                uri: uri.to_string(),
-                reason: detail,
-            },
+            E::NotFound { path, .. } => Error::NotFound { what: format!("{uri} ({path})") },
+            E::PermissionDenied { .. } | E::Unauthenticated { .. } => Error::PermissionDenied { what: uri.to_string(), detail },
+            E::Precondition { .. } => Error::Changed { uri: uri.to_string() },
+            E::InvalidPath { .. } => Error::InvalidUri { uri: uri.to_string(), reason: detail },
             // Listing errors arrive as `Generic`, with the status only in the message.
-            _ if detail.contains("status code: 404") => Error::NotFound {
-                what: format!("{uri}: {detail}"),
-            },
+            _ if detail.contains("status code: 404") => Error::NotFound { what: format!("{uri}: {detail}") },
             _ if detail.contains("status code: 403") || detail.contains("status code: 401") => {
-                Error::PermissionDenied {
-                    what: uri.to_string(),
-                    detail,
-                }
+                Error::PermissionDenied { what: uri.to_string(), detail }
             }
-            ref e if is_transport(e) => Error::Unreachable {
-                uri: uri.to_string(),
-                detail,
-            },
-            _ => Error::Store {
-                uri: uri.to_string(),
-                detail,
-            },
+            ref e if is_transport(e) => Error::Unreachable { uri: uri.to_string(), detail },
+            _ => Error::Store { uri: uri.to_string(), detail },
         }
     }
 }

@@ -29,9 +29,7 @@ impl Inner {
     ) -> Result<u64> {
         // Temp files of an interrupted run are never trusted: their ranges may be half written.
         match fs::remove_dir_all(vdir.partial()) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io(&vdir.partial(), e))
-            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&vdir.partial(), e)),
             _ => {}
         }
         // An old marker that no longer matches the files must not survive a crash below.
@@ -49,60 +47,35 @@ impl Inner {
         let mut received = 0;
 
         // The checksum file comes first: it says what the others must hash to.
-        let sums_file = files
-            .iter()
-            .find(|f| CHECKSUM_FILES.contains(&f.name.as_str()));
+        let sums_file = files.iter().find(|f| CHECKSUM_FILES.contains(&f.name.as_str()));
         let mut expected = HashMap::new();
         if let Some(sums) = sums_file {
-            received += self
-                .place(
-                    &downloader,
-                    vdir,
-                    &[sums],
-                    &HashMap::new(),
-                    old,
-                    &mut records,
-                )
-                .await?;
+            received += self.place(&downloader, vdir, &[sums], &HashMap::new(), old, &mut records).await?;
             let path = vdir.model().join(&sums.name);
             let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
             expected = parse_checksums(&text);
             for name in expected.keys() {
                 if !files.iter().any(|f| &f.name == name) {
                     return Err(Error::NotFound {
-                        what: format!(
-                            "{}: {} lists {name}, which is not in the store",
-                            remote.given, sums.name
-                        ),
+                        what: format!("{}: {} lists {name}, which is not in the store", remote.given, sums.name),
                     });
                 }
             }
         }
-        let rest: Vec<&RemoteFile> = files
-            .iter()
-            .filter(|f| Some(&f.name) != sums_file.map(|s| &s.name))
-            .collect();
+        let rest: Vec<&RemoteFile> = files.iter().filter(|f| Some(&f.name) != sums_file.map(|s| &s.name)).collect();
         if sums_file.is_some() {
             for f in rest.iter().filter(|f| !expected.contains_key(&f.name)) {
-                tracing::warn!(
-                    file = f.name,
-                    "not in sha256sums: checked by size and ETag only"
-                );
+                tracing::warn!(file = f.name, "not in sha256sums: checked by size and ETag only");
             }
         }
-        received += self
-            .place(&downloader, vdir, &rest, &expected, old, &mut records)
-            .await?;
+        received += self.place(&downloader, vdir, &rest, &expected, old, &mut records).await?;
 
         let marker = Marker {
             format: Marker::FORMAT,
             uri: remote.canonical.clone(),
             version: vdir.name(),
             completed_at_ms: now_ms(),
-            files: files
-                .iter()
-                .map(|f| records.remove(&f.name).expect("every file placed"))
-                .collect(),
+            files: files.iter().map(|f| records.remove(&f.name).expect("every file placed")).collect(),
         };
         marker.write(&vdir.marker())?;
         Ok(received)
@@ -134,13 +107,7 @@ impl Inner {
             if missing.is_empty() {
                 break;
             }
-            let wanted: Vec<Wanted> = missing
-                .iter()
-                .map(|f| Wanted {
-                    file: f,
-                    sha256: expected.get(&f.name).cloned(),
-                })
-                .collect();
+            let wanted: Vec<Wanted> = missing.iter().map(|f| Wanted { file: f, sha256: expected.get(&f.name).cloned() }).collect();
             let (results, bytes) = downloader.fetch(vdir, &wanted).await?;
             received += bytes;
             let mut again = Vec::new();
@@ -153,9 +120,7 @@ impl Inner {
                         tracing::warn!(file = name, detail, "verification failed; fetching again");
                         again.push(*f);
                     }
-                    Fetched::Bad { name, detail } => {
-                        return Err(Error::Corrupt { path: name, detail })
-                    }
+                    Fetched::Bad { name, detail } => return Err(Error::Corrupt { path: name, detail }),
                 }
             }
             missing = again;
@@ -187,16 +152,11 @@ async fn reusable(
             .into_iter()
             .map(|(f, want, prior)| {
                 let path = model.join(&f.name);
-                let meta = fs::metadata(&path)
-                    .ok()
-                    .filter(|m| m.is_file() && m.len() == f.size)?;
+                let meta = fs::metadata(&path).ok().filter(|m| m.is_file() && m.len() == f.size)?;
                 let from_manifest = want.is_some();
                 let want = want.or_else(|| prior.as_ref().map(|p| p.sha256.clone()));
                 // Unchanged since it was verified: no need to read it again.
-                if let Some(p) = prior
-                    .as_ref()
-                    .filter(|p| p.mtime_ns == mtime_ns(&meta) && p.size == f.size)
-                {
+                if let Some(p) = prior.as_ref().filter(|p| p.mtime_ns == mtime_ns(&meta) && p.size == f.size) {
                     if want.as_deref().is_none_or(|w| w == p.sha256) {
                         return Some(p.clone());
                     }

@@ -60,12 +60,7 @@ pub(crate) struct Claim {
 
 impl Frontier {
     pub fn new() -> Self {
-        Frontier {
-            hasher: Some(Sha256::new()),
-            hashed: 0,
-            pending: BTreeMap::new(),
-            failed: false,
-        }
+        Frontier { hasher: Some(Sha256::new()), hashed: 0, pending: BTreeMap::new(), failed: false }
     }
 
     /// Bytes hashed so far (all of `0..hashed()`).
@@ -103,11 +98,7 @@ impl Frontier {
             self.pending.remove(&end);
             end = e;
         }
-        debug_assert!(self
-            .pending
-            .range(start..end)
-            .next()
-            .is_none_or(|(&s, _)| s >= end));
+        debug_assert!(self.pending.range(start..end).next().is_none_or(|(&s, _)| s >= end));
         self.pending.insert(start, end);
     }
 
@@ -120,10 +111,7 @@ impl Frontier {
         }
         self.pending.remove(&start);
         let hasher = self.hasher.take()?;
-        Some(Claim {
-            hasher,
-            range: start..end,
-        })
+        Some(Claim { hasher, range: start..end })
     }
 
     /// Gives back a claim whose bytes were all fed to its hasher.
@@ -164,10 +152,7 @@ pub(crate) mod tests {
 
     #[test]
     fn known_digest() {
-        assert_eq!(
-            super::hex_sha256(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(super::hex_sha256(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     /// xorshift64*: deterministic pseudo-random numbers without a dependency.
@@ -205,10 +190,7 @@ pub(crate) mod tests {
         let mut chunks: Vec<Vec<Range<u64>>> = (0..size.div_ceil(chunk))
             .map(|c| {
                 let (start, end) = (c * chunk, ((c + 1) * chunk).min(size));
-                (start..end)
-                    .step_by(block as usize)
-                    .map(|s| s..(s + block).min(end))
-                    .collect()
+                (start..end).step_by(block as usize).map(|s| s..(s + block).min(end)).collect()
             })
             .collect();
         chunks.iter_mut().for_each(|c| c.reverse());
@@ -258,21 +240,9 @@ pub(crate) mod tests {
         for size in [0usize, 1, 100, 4095, 4096, 4097, 65_536, 300_001] {
             let data = rng.bytes(size);
             let want = hex_sha256(&data);
-            for (chunk, block) in [
-                (1u64, 1u64),
-                (7, 3),
-                (4096, 1024),
-                (4096, 4096),
-                (10_000, 999),
-                (65_536, 8192),
-                (1 << 20, 1 << 16),
-            ] {
+            for (chunk, block) in [(1u64, 1u64), (7, 3), (4096, 1024), (4096, 4096), (10_000, 999), (65_536, 8192), (1 << 20, 1 << 16)] {
                 for seed in 1..=5 {
-                    assert_eq!(
-                        shuffled_writes(&data, chunk, block, seed),
-                        want,
-                        "size {size}, chunk {chunk}, block {block}, seed {seed}"
-                    );
+                    assert_eq!(shuffled_writes(&data, chunk, block, seed), want, "size {size}, chunk {chunk}, block {block}, seed {seed}");
                 }
             }
         }
@@ -313,10 +283,7 @@ pub(crate) mod tests {
         for r in [40..50, 20..30, 30..40, 60..70, 50..60, 5..10] {
             f.written(r);
         }
-        assert_eq!(
-            f.pending.iter().map(|(&s, &e)| (s, e)).collect::<Vec<_>>(),
-            [(5, 10), (20, 70)]
-        );
+        assert_eq!(f.pending.iter().map(|(&s, &e)| (s, e)).collect::<Vec<_>>(), [(5, 10), (20, 70)]);
         f.written(0..5);
         f.written(10..20);
         assert_eq!(f.claim().unwrap().range, 0..70);

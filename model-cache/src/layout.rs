@@ -56,9 +56,7 @@ impl Layout {
     }
 
     pub fn version(&self, key: &str, version: &str) -> VersionDir {
-        VersionDir {
-            dir: self.key_dir(key).join(format!("v-{version}")),
-        }
+        VersionDir { dir: self.key_dir(key).join(format!("v-{version}")) }
     }
 
     /// Every version folder of a key, complete or not.
@@ -66,9 +64,7 @@ impl Layout {
         let mut out: Vec<VersionDir> = read_dir_names(&self.key_dir(key))
             .into_iter()
             .filter(|n| n.starts_with("v-"))
-            .map(|n| VersionDir {
-                dir: self.key_dir(key).join(n),
-            })
+            .map(|n| VersionDir { dir: self.key_dir(key).join(n) })
             .collect();
         out.sort_by(|a, b| a.dir.cmp(&b.dir));
         out
@@ -90,10 +86,7 @@ impl Layout {
             "{}-{}-{}",
             dir.file_name().and_then(|n| n.to_str()).unwrap_or("x"),
             std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
         );
         let target = trash.join(name);
         fs::rename(dir, &target).map_err(|e| Error::io(dir, e))?;
@@ -116,12 +109,7 @@ pub(crate) struct VersionDir {
 
 impl VersionDir {
     pub fn name(&self) -> String {
-        self.dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("")
-            .trim_start_matches("v-")
-            .into()
+        self.dir.file_name().and_then(|n| n.to_str()).unwrap_or("").trim_start_matches("v-").into()
     }
     pub fn model(&self) -> PathBuf {
         self.dir.join("model")
@@ -142,20 +130,12 @@ impl VersionDir {
     /// Records a use now (the mtime of `last-used`).
     pub fn touch(&self) -> Result<()> {
         let path = self.last_used_file();
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        file.set_modified(SystemTime::now())
-            .map_err(|e| Error::io(&path, e))
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        file.set_modified(SystemTime::now()).map_err(|e| Error::io(&path, e))
     }
 
     pub fn last_used(&self) -> Option<SystemTime> {
-        fs::metadata(self.last_used_file())
-            .and_then(|m| m.modified())
-            .ok()
+        fs::metadata(self.last_used_file()).and_then(|m| m.modified()).ok()
     }
 
     /// Bytes used on disk by the folder's files (apparent sizes).
@@ -170,20 +150,14 @@ pub(crate) fn create_dir_all(path: &Path) -> Result<()> {
 
 /// Makes a rename or a new entry in `dir` durable.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
 }
 
 /// Writes `data` to `path` so that readers see the old content or the new, never a part:
 /// temporary file, fsync, rename, fsync of the folder.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().expect("file in a folder");
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
+    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("file"), std::process::id()));
     let write = || -> io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
@@ -199,12 +173,7 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 
 /// Names of the entries of a folder; empty when it does not exist.
 pub(crate) fn read_dir_names(dir: &Path) -> Vec<String> {
-    fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+    fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect()).unwrap_or_default()
 }
 
 /// Sum of the sizes of the regular files below `dir` (symlinks are not followed).

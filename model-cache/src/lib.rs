@@ -25,9 +25,11 @@ mod hash;
 mod layout;
 mod lock;
 mod maintenance;
-mod manifest;
+/// Public for the fuzz harness (`tingxie-fuzz`): parsers of files a model store supplies.
+pub mod manifest;
 mod store;
-mod uri;
+/// Public for the fuzz harness (`tingxie-fuzz`): the model URI parser.
+pub mod uri;
 
 pub mod cli;
 
@@ -122,16 +124,12 @@ pub struct CacheEntry {
 /// names, built as model downloads build theirs: credentials from the standard environment
 /// variables, the cache's timeouts and retries. Returns the client and the path of `uri` in it.
 /// The service uses it for audio sources and transcript outputs.
-pub fn open_store(
-    uri: &str,
-    config: &CacheConfig,
-) -> Result<(Arc<dyn object_store::ObjectStore>, object_store::path::Path)> {
+pub fn open_store(uri: &str, config: &CacheConfig) -> Result<(Arc<dyn object_store::ObjectStore>, object_store::path::Path)> {
     match uri::parse(uri)? {
         uri::ModelSource::Remote(remote) => Ok((store::build(&remote, config)?, remote.prefix)),
-        uri::ModelSource::Local(_) => Err(Error::InvalidUri {
-            uri: uri.to_string(),
-            reason: "expected a URI such as s3://bucket/ or file:///dir/".into(),
-        }),
+        uri::ModelSource::Local(_) => {
+            Err(Error::InvalidUri { uri: uri.to_string(), reason: "expected a URI such as s3://bucket/ or file:///dir/".into() })
+        }
     }
 }
 
@@ -155,12 +153,7 @@ impl ModelCache {
         let layout = layout::Layout::new(config.cache_dir.clone());
         layout::create_dir_all(&layout.models())?;
         Ok(ModelCache {
-            inner: Arc::new(Inner {
-                stores: store::Stores::new(config.clone()),
-                config,
-                layout,
-                flights: Mutex::new(HashMap::new()),
-            }),
+            inner: Arc::new(Inner { stores: store::Stores::new(config.clone()), config, layout, flights: Mutex::new(HashMap::new()) }),
         })
     }
 

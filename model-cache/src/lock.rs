@@ -23,13 +23,7 @@ pub(crate) struct Shared {
 }
 
 fn open(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))
+    OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path).map_err(|e| Error::io(path, e))
 }
 
 /// Takes the exclusive lock if it is free.
@@ -57,10 +51,7 @@ pub(crate) async fn exclusive(path: &Path, timeout: Duration) -> Result<Exclusiv
             logged = true;
         }
         if start.elapsed() >= timeout {
-            return Err(Error::LockTimeout {
-                path: PathBuf::from(path),
-                waited_s: start.elapsed().as_secs_f64(),
-            });
+            return Err(Error::LockTimeout { path: PathBuf::from(path), waited_s: start.elapsed().as_secs_f64() });
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(200));
@@ -78,10 +69,7 @@ pub(crate) fn shared(path: &Path) -> Result<Shared> {
             Err(TryLockError::Error(e)) => return Err(Error::io(path, e)),
         }
     }
-    Err(Error::LockTimeout {
-        path: path.to_path_buf(),
-        waited_s: 2.0,
-    })
+    Err(Error::LockTimeout { path: path.to_path_buf(), waited_s: 2.0 })
 }
 
 /// Whether some process holds a shared lock on `path`. A missing file is not in use.

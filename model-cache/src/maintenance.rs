@@ -67,13 +67,7 @@ impl fmt::Display for VerifyProblem {
                 format!("sha256 {actual}, expected {expected}")
             }
         };
-        write!(
-            f,
-            "{} [{}] {}: {what}",
-            self.uri,
-            self.version,
-            self.path.display()
-        )
+        write!(f, "{} [{}] {}: {what}", self.uri, self.version, self.path.display())
     }
 }
 
@@ -114,10 +108,7 @@ impl Inner {
 
     /// Removes leftovers, then evicts until the cache plus `incoming` bytes fits the limit.
     pub(crate) fn gc(&self, incoming: u64) -> GcReport {
-        let mut report = GcReport {
-            limit: self.config.max_bytes,
-            ..GcReport::default()
-        };
+        let mut report = GcReport { limit: self.config.max_bytes, ..GcReport::default() };
         self.layout.empty_trash();
         for key in self.layout.keys() {
             // A held model lock means a download is running: its folder is not a leftover.
@@ -129,9 +120,7 @@ impl Inner {
             // Only the newest complete version can be served again (a hit or offline start).
             let newest = versions
                 .iter()
-                .filter_map(|v| {
-                    Marker::read(&v.marker()).map(|m| (m.completed_at_ms, v.dir.clone()))
-                })
+                .filter_map(|v| Marker::read(&v.marker()).map(|m| (m.completed_at_ms, v.dir.clone())))
                 .max()
                 .map(|(_, dir)| dir);
             for v in versions {
@@ -200,12 +189,7 @@ impl Inner {
     }
 
     fn verify_version(&self, uri: &str, v: &VersionDir) -> Vec<VerifyProblem> {
-        let problem = |path: PathBuf, problem| VerifyProblem {
-            uri: uri.to_string(),
-            version: v.name(),
-            path,
-            problem,
-        };
+        let problem = |path: PathBuf, problem| VerifyProblem { uri: uri.to_string(), version: v.name(), path, problem };
         let Some(marker) = Marker::read(&v.marker()) else {
             if v.marker().exists() {
                 return vec![problem(v.marker(), Problem::UnreadableMarker)];
@@ -221,16 +205,10 @@ impl Inner {
             let path = v.model().join(&f.name);
             let found = match fs::metadata(&path) {
                 Err(_) => Some(Problem::Missing),
-                Ok(m) if m.len() != f.size => Some(Problem::SizeMismatch {
-                    expected: f.size,
-                    actual: m.len(),
-                }),
+                Ok(m) if m.len() != f.size => Some(Problem::SizeMismatch { expected: f.size, actual: m.len() }),
                 Ok(_) => match file_sha256(&path) {
                     Ok(sha) if sha == f.sha256 => None,
-                    Ok(sha) => Some(Problem::ChecksumMismatch {
-                        expected: f.sha256.clone(),
-                        actual: sha,
-                    }),
+                    Ok(sha) => Some(Problem::ChecksumMismatch { expected: f.sha256.clone(), actual: sha }),
                     Err(_) => Some(Problem::Missing),
                 },
             };
@@ -246,10 +224,7 @@ impl Inner {
     /// a file open keep their copy of it.
     fn discard_damaged(&self, key: &str, v: &VersionDir, problems: &[VerifyProblem]) {
         let Ok(Some(_key_lock)) = lock::try_exclusive(&self.layout.key_lock(key)) else {
-            tracing::warn!(
-                version = v.name(),
-                "model busy; damaged files left for the next ensure"
-            );
+            tracing::warn!(version = v.name(), "model busy; damaged files left for the next ensure");
             return;
         };
         for p in problems {

@@ -15,7 +15,7 @@ pub(crate) const CHECKSUM_FILES: [&str; 3] = ["sha256sums", "SHA256SUMS", "sha25
 
 /// Written last into a version folder: its presence means every file is in place and verified.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Marker {
+pub struct Marker {
     pub format: u32,
     pub uri: String,
     pub version: String,
@@ -25,7 +25,7 @@ pub(crate) struct Marker {
 
 /// One model file as it was verified.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct FileRecord {
+pub struct FileRecord {
     /// Path relative to the model folder, `/`-separated.
     pub name: String,
     pub size: u64,
@@ -44,9 +44,7 @@ impl Marker {
 
     pub fn read(path: &Path) -> Option<Marker> {
         let data = fs::read(path).ok()?;
-        serde_json::from_slice::<Marker>(&data)
-            .ok()
-            .filter(|m| m.format == Marker::FORMAT)
+        serde_json::from_slice::<Marker>(&data).ok().filter(|m| m.format == Marker::FORMAT)
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
@@ -73,29 +71,18 @@ impl Marker {
 }
 
 pub(crate) fn mtime_ns(meta: &fs::Metadata) -> u64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+    meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Parses `sha256sum` output: `<64 hex> <space or *><name>` per line. Lines that do not fit
 /// are skipped with a warning rather than failing the model.
-pub(crate) fn parse_checksums(text: &str) -> HashMap<String, String> {
+pub fn parse_checksums(text: &str) -> HashMap<String, String> {
     let mut out = HashMap::new();
-    for line in text
-        .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
+    for line in text.lines().map(str::trim_end).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         let parsed = line.split_once(' ').and_then(|(hash, rest)| {
             let name = rest.strip_prefix([' ', '*']).unwrap_or(rest);
             let name = name.strip_prefix("./").unwrap_or(name);

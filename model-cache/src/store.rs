@@ -33,10 +33,7 @@ pub(crate) struct Stores {
 
 impl Stores {
     pub fn new(config: CacheConfig) -> Stores {
-        Stores {
-            config,
-            clients: Mutex::new(HashMap::new()),
-        }
+        Stores { config, clients: Mutex::new(HashMap::new()) }
     }
 
     pub fn get(&self, uri: &RemoteUri) -> Result<Arc<dyn ObjectStore>> {
@@ -67,74 +64,44 @@ macro_rules! configure {
 
 pub(crate) fn build(uri: &RemoteUri, config: &CacheConfig) -> Result<Arc<dyn ObjectStore>> {
     let mut options = vec![
-        (
-            "connect_timeout".to_string(),
-            format!("{}ms", config.connect_timeout.as_millis()),
-        ),
-        (
-            "timeout".to_string(),
-            format!("{}ms", config.request_timeout.as_millis()),
-        ),
+        ("connect_timeout".to_string(), format!("{}ms", config.connect_timeout.as_millis())),
+        ("timeout".to_string(), format!("{}ms", config.request_timeout.as_millis())),
     ];
     options.extend(config.store_options.iter().cloned());
-    let retry = RetryConfig {
-        backoff: BackoffConfig::default(),
-        max_retries: config.retries,
-        retry_timeout: config.retry_timeout,
-    };
+    let retry = RetryConfig { backoff: BackoffConfig::default(), max_retries: config.retries, retry_timeout: config.retry_timeout };
     let url = uri.url.as_str();
     let err = |e: object_store::Error| Error::store(&uri.given, e);
     let store: Arc<dyn ObjectStore> = match uri.scheme {
         ObjectStoreScheme::AmazonS3 => {
-            let b = object_store::aws::AmazonS3Builder::from_env()
-                .with_url(url)
-                .with_retry(retry);
+            let b = object_store::aws::AmazonS3Builder::from_env().with_url(url).with_retry(retry);
             Arc::new(configure!(b, &options).build().map_err(err)?)
         }
         ObjectStoreScheme::GoogleCloudStorage => {
-            let b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                .with_url(url)
-                .with_retry(retry);
+            let b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url).with_retry(retry);
             Arc::new(configure!(b, &options).build().map_err(err)?)
         }
         ObjectStoreScheme::MicrosoftAzure => {
-            let b = object_store::azure::MicrosoftAzureBuilder::from_env()
-                .with_url(url)
-                .with_retry(retry);
+            let b = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url).with_retry(retry);
             Arc::new(configure!(b, &options).build().map_err(err)?)
         }
         ObjectStoreScheme::Http => {
             let base = &uri.url[..url::Position::BeforePath];
-            let b = object_store::http::HttpBuilder::new()
-                .with_url(base)
-                .with_retry(retry);
+            let b = object_store::http::HttpBuilder::new().with_url(base).with_retry(retry);
             Arc::new(configure!(b, &options).build().map_err(err)?)
         }
         ObjectStoreScheme::Local => Arc::new(object_store::local::LocalFileSystem::new()),
-        _ => {
-            return Err(Error::InvalidUri {
-                uri: uri.given.clone(),
-                reason: "unsupported store".into(),
-            })
-        }
+        _ => return Err(Error::InvalidUri { uri: uri.given.clone(), reason: "unsupported store".into() }),
     };
     Ok(store)
 }
 
 /// Lists the files of a model, sorted by name. HTTP servers cannot list a folder: there the
 /// model's `sha256sums` file is the list.
-pub(crate) async fn list_model(
-    store: &dyn ObjectStore,
-    uri: &RemoteUri,
-) -> Result<Vec<RemoteFile>> {
+pub(crate) async fn list_model(store: &dyn ObjectStore, uri: &RemoteUri) -> Result<Vec<RemoteFile>> {
     let mut files = match uri.scheme {
         ObjectStoreScheme::Http => list_from_checksums(store, uri).await?,
         _ => {
-            let metas: Vec<_> = store
-                .list(Some(&uri.prefix))
-                .try_collect()
-                .await
-                .map_err(|e| Error::store(&uri.given, e))?;
+            let metas: Vec<_> = store.list(Some(&uri.prefix)).try_collect().await.map_err(|e| Error::store(&uri.given, e))?;
             let mut files = Vec::with_capacity(metas.len());
             for meta in metas {
                 let Some(name) = relative_name(uri, &meta.location)? else {
@@ -153,9 +120,7 @@ pub(crate) async fn list_model(
         }
     };
     if files.is_empty() {
-        return Err(Error::NotFound {
-            what: format!("{} (no files under this prefix)", uri.given),
-        });
+        return Err(Error::NotFound { what: format!("{} (no files under this prefix)", uri.given) });
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(files)
@@ -182,10 +147,7 @@ fn relative_name(uri: &RemoteUri, location: &StorePath) -> Result<Option<String>
     }
     match safe_relative_path(rel) {
         Some(_) => Ok(Some(rel.to_string())),
-        None => Err(Error::InvalidUri {
-            uri: uri.given.clone(),
-            reason: format!("object name {rel:?} would leave the model folder"),
-        }),
+        None => Err(Error::InvalidUri { uri: uri.given.clone(), reason: format!("object name {rel:?} would leave the model folder") }),
     }
 }
 
@@ -199,9 +161,7 @@ async fn list_from_checksums(store: &dyn ObjectStore, uri: &RemoteUri) -> Result
         };
         let meta = got.meta.clone();
         let text = got.bytes().await.map_err(|e| Error::store(&uri.given, e))?;
-        let mut names: Vec<String> = parse_checksums(&String::from_utf8_lossy(&text))
-            .into_keys()
-            .collect();
+        let mut names: Vec<String> = parse_checksums(&String::from_utf8_lossy(&text)).into_keys().collect();
         names.sort();
         let mut files = vec![RemoteFile {
             name: sums_name.to_string(),
@@ -215,18 +175,11 @@ async fn list_from_checksums(store: &dyn ObjectStore, uri: &RemoteUri) -> Result
             if safe_relative_path(&name).is_none() {
                 return Err(Error::InvalidUri {
                     uri: uri.given.clone(),
-                    reason: format!(
-                        "{sums_name} names {name:?}, which would leave the model folder"
-                    ),
+                    reason: format!("{sums_name} names {name:?}, which would leave the model folder"),
                 });
             }
-            let location = name
-                .split('/')
-                .fold(uri.prefix.clone(), |p, seg| p.join(seg));
-            let meta = store
-                .head(&location)
-                .await
-                .map_err(|e| Error::store(&uri.given, e))?;
+            let location = name.split('/').fold(uri.prefix.clone(), |p, seg| p.join(seg));
+            let meta = store.head(&location).await.map_err(|e| Error::store(&uri.given, e))?;
             files.push(RemoteFile {
                 name,
                 location,
@@ -238,22 +191,14 @@ async fn list_from_checksums(store: &dyn ObjectStore, uri: &RemoteUri) -> Result
         }
         return Ok(files);
     }
-    Err(Error::NotFound {
-        what: format!(
-            "{}: an http(s) model needs a sha256sums file listing its files",
-            uri.given
-        ),
-    })
+    Err(Error::NotFound { what: format!("{}: an http(s) model needs a sha256sums file listing its files", uri.given) })
 }
 
 /// Identifies a remote version: changes when any file is added, removed or rewritten.
 pub(crate) fn version_id(files: &[RemoteFile]) -> String {
     let mut text = String::new();
     for f in files {
-        let stamp = f
-            .etag
-            .clone()
-            .unwrap_or_else(|| f.last_modified_ms.to_string());
+        let stamp = f.etag.clone().unwrap_or_else(|| f.last_modified_ms.to_string());
         let version = f.version.as_deref().unwrap_or("");
         text.push_str(&format!("{}\0{}\0{}\0{}\n", f.name, f.size, stamp, version));
     }

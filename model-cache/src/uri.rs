@@ -15,7 +15,7 @@ use crate::hash::hex_sha256;
 
 /// Where a model comes from.
 #[derive(Debug, Clone)]
-pub(crate) enum ModelSource {
+pub enum ModelSource {
     /// A directory on this machine, used in place.
     Local(PathBuf),
     /// A prefix in an object store, copied into the cache.
@@ -24,7 +24,7 @@ pub(crate) enum ModelSource {
 
 /// A parsed remote model URI.
 #[derive(Debug, Clone)]
-pub(crate) struct RemoteUri {
+pub struct RemoteUri {
     /// The URI as the user gave it (for messages).
     pub given: String,
     /// Scheme, authority and prefix without a trailing slash: equal for equal models.
@@ -39,11 +39,8 @@ pub(crate) struct RemoteUri {
 }
 
 /// Parses a model URI or a local directory path.
-pub(crate) fn parse(uri: &str) -> Result<ModelSource> {
-    let invalid = |reason: &str| Error::InvalidUri {
-        uri: uri.to_string(),
-        reason: reason.into(),
-    };
+pub fn parse(uri: &str) -> Result<ModelSource> {
+    let invalid = |reason: &str| Error::InvalidUri { uri: uri.to_string(), reason: reason.into() };
     if uri.is_empty() {
         return Err(invalid("empty"));
     }
@@ -78,21 +75,9 @@ pub(crate) fn parse(uri: &str) -> Result<ModelSource> {
     };
     // Path-style Azure/S3 https URLs keep their container/bucket in the path: keep what the
     // scheme parser stripped in the canonical form so two buckets never share a folder.
-    let canonical = format!(
-        "{}://{}{}",
-        url.scheme(),
-        authority,
-        url.path().trim_end_matches('/')
-    );
+    let canonical = format!("{}://{}{}", url.scheme(), authority, url.path().trim_end_matches('/'));
     let key = folder_name(&canonical, prefix.filename());
-    Ok(ModelSource::Remote(RemoteUri {
-        given: uri.to_string(),
-        canonical,
-        scheme,
-        url,
-        prefix,
-        key,
-    }))
+    Ok(ModelSource::Remote(RemoteUri { given: uri.to_string(), canonical, scheme, url, prefix, key }))
 }
 
 /// `label-hash`: the hash makes it unique, the label (letters, digits, `._-` only) helps people.
@@ -100,13 +85,7 @@ fn folder_name(canonical: &str, last_segment: Option<&str>) -> String {
     let label: String = last_segment
         .unwrap_or("model")
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
         .take(48)
         .collect();
     let label = label.trim_start_matches('.');
@@ -116,7 +95,7 @@ fn folder_name(canonical: &str, last_segment: Option<&str>) -> String {
 
 /// Turns a remote object name relative to the model prefix into a relative path that stays
 /// inside the model folder, or refuses it.
-pub(crate) fn safe_relative_path(rel: &str) -> Option<PathBuf> {
+pub fn safe_relative_path(rel: &str) -> Option<PathBuf> {
     let mut out = PathBuf::new();
     for seg in rel.split('/') {
         let ok = !seg.is_empty()
@@ -182,13 +161,7 @@ mod tests {
 
     #[test]
     fn dot_segments_are_refused_even_encoded() {
-        for uri in [
-            "s3://b/models/../etc",
-            "s3://b/models/%2e%2e/etc",
-            "s3://b/./x",
-            "https://host/a/%2E%2E/b",
-            "s3://b/a\\..\\b",
-        ] {
+        for uri in ["s3://b/models/../etc", "s3://b/models/%2e%2e/etc", "s3://b/./x", "https://host/a/%2E%2E/b", "s3://b/a\\..\\b"] {
             assert!(matches!(parse(uri), Err(Error::InvalidUri { .. })), "{uri}");
         }
     }
@@ -196,13 +169,7 @@ mod tests {
     #[test]
     fn odd_characters_make_a_safe_folder_name() {
         let r = remote("s3://b/models/wh%20isp%C3%BCr%20$%7B%7D/");
-        assert!(
-            r.key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
-            "{}",
-            r.key
-        );
+        assert!(r.key.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)), "{}", r.key);
         let r = remote("s3://b/.hidden");
         assert!(!r.key.starts_with('.'));
     }
@@ -211,33 +178,15 @@ mod tests {
     fn plain_paths_are_local() {
         assert!(matches!(parse("/models/x").unwrap(), ModelSource::Local(_)));
         assert!(matches!(parse("models/x").unwrap(), ModelSource::Local(_)));
-        assert!(matches!(
-            parse("file:///models/x").unwrap(),
-            ModelSource::Remote(_)
-        ));
+        assert!(matches!(parse("file:///models/x").unwrap(), ModelSource::Remote(_)));
         assert!(matches!(parse("ftp://h/x"), Err(Error::InvalidUri { .. })));
-        assert!(matches!(
-            parse("s3://b/x?versionId=1"),
-            Err(Error::InvalidUri { .. })
-        ));
+        assert!(matches!(parse("s3://b/x?versionId=1"), Err(Error::InvalidUri { .. })));
     }
 
     #[test]
     fn relative_names_cannot_escape() {
-        assert_eq!(
-            safe_relative_path("a/b.bin"),
-            Some(PathBuf::from("a/b.bin"))
-        );
-        for bad in [
-            "",
-            "/abs",
-            "a//b",
-            "../x",
-            "a/../../x",
-            "a/./b",
-            "a\\b",
-            "x\0",
-        ] {
+        assert_eq!(safe_relative_path("a/b.bin"), Some(PathBuf::from("a/b.bin")));
+        for bad in ["", "/abs", "a//b", "../x", "a/../../x", "a/./b", "a\\b", "x\0"] {
             assert_eq!(safe_relative_path(bad), None, "{bad:?}");
         }
     }

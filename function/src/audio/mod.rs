@@ -52,11 +52,7 @@ const HEAD_LEN: usize = 4096;
 pub fn decode_file(path: &Path) -> Result<Vec<f32>> {
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut head = Vec::with_capacity(HEAD_LEN);
-    (&mut file)
-        .take(HEAD_LEN as u64)
-        .read_to_end(&mut head)
-        .and_then(|_| file.seek(SeekFrom::Start(0)))
-        .map_err(|e| Error::io(path, e))?;
+    (&mut file).take(HEAD_LEN as u64).read_to_end(&mut head).and_then(|_| file.seek(SeekFrom::Start(0))).map_err(|e| Error::io(path, e))?;
     let hint = path.extension().and_then(|e| e.to_str());
     decode_source(Box::new(file), &head, hint, f64::INFINITY)
 }
@@ -77,17 +73,10 @@ pub fn decode_bytes_limited(bytes: Vec<u8>, hint: Option<&str>, max_seconds: f64
 }
 
 fn too_long(seconds: f64, max_seconds: f64, how: &str) -> Error {
-    Error::TooLarge(format!(
-        "the audio is {how} {seconds:.1} s long; the limit is {max_seconds} s (TINGXIE_MAX_AUDIO_SECONDS)"
-    ))
+    Error::TooLarge(format!("the audio is {how} {seconds:.1} s long; the limit is {max_seconds} s (TINGXIE_MAX_AUDIO_SECONDS)"))
 }
 
-fn decode_source(
-    source: Box<dyn MediaSource>,
-    head: &[u8],
-    hint: Option<&str>,
-    max_seconds: f64,
-) -> Result<Vec<f32>> {
+fn decode_source(source: Box<dyn MediaSource>, head: &[u8], hint: Option<&str>, max_seconds: f64) -> Result<Vec<f32>> {
     if head.is_empty() {
         return Err(Error::InvalidAudio("input is empty (0 bytes)".into()));
     }
@@ -104,9 +93,7 @@ fn decode_source(
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        Err(Error::InvalidAudio(format!(
-            "decoder failed on malformed data ({msg})"
-        )))
+        Err(Error::InvalidAudio(format!("decoder failed on malformed data ({msg})")))
     })?;
     // Float WAVs may hold NaN or values past full scale, and band-limiting can overshoot
     // slightly on clipped input: keep the documented [-1, 1] contract.
@@ -122,10 +109,7 @@ fn decode_source(
 fn probe() -> &'static Probe {
     static PROBE: OnceLock<Probe> = OnceLock::new();
     PROBE.get_or_init(|| {
-        let opts = ProbeOptions {
-            max_probe_depth: MAX_PROBE_DEPTH,
-            ..Default::default()
-        };
+        let opts = ProbeOptions { max_probe_depth: MAX_PROBE_DEPTH, ..Default::default() };
         let mut probe = Probe::new_with_options(&opts);
         symphonia::default::register_enabled_formats(&mut probe);
         probe
@@ -158,50 +142,24 @@ fn make_hint(hint: Option<&str>) -> Hint {
 }
 
 /// Returns the mono samples and their sample rate.
-fn demux_and_decode(
-    source: Box<dyn MediaSource>,
-    hint: &Hint,
-    head: &[u8],
-    max_seconds: f64,
-) -> Result<(Vec<f32>, u32)> {
+fn demux_and_decode(source: Box<dyn MediaSource>, hint: &Hint, head: &[u8], max_seconds: f64) -> Result<(Vec<f32>, u32)> {
     let mss = MediaSourceStream::new(source, Default::default());
-    let mut format = probe()
-        .probe(
-            hint,
-            mss,
-            FormatOptions::default(),
-            MetadataOptions::default(),
-        )
-        .map_err(|e| match e {
-            // No reader claimed the data (other `Unsupported` errors come from a reader that
-            // did, e.g. "wav: unsupported wave format").
-            SymError::Unsupported(msg) if msg.contains("no suitable format reader") => {
-                describe_unrecognized(head)
-            }
-            e => sym_error("cannot read container", e),
-        })?;
+    let mut format = probe().probe(hint, mss, FormatOptions::default(), MetadataOptions::default()).map_err(|e| match e {
+        // No reader claimed the data (other `Unsupported` errors come from a reader that
+        // did, e.g. "wav: unsupported wave format").
+        SymError::Unsupported(msg) if msg.contains("no suitable format reader") => describe_unrecognized(head),
+        e => sym_error("cannot read container", e),
+    })?;
 
     let no_track = || Error::InvalidAudio("no audio track found".into());
-    let track = format
-        .default_track(TrackType::Audio)
-        .ok_or_else(no_track)?;
+    let track = format.default_track(TrackType::Audio).ok_or_else(no_track)?;
     let track_id = track.id;
     let declared_frames = track.num_frames;
-    let params = track
-        .codec_params
-        .as_ref()
-        .and_then(|p| p.audio())
-        .ok_or_else(no_track)?;
+    let params = track.codec_params.as_ref().and_then(|p| p.audio()).ok_or_else(no_track)?;
     let declared_rate = match params.sample_rate {
-        None | Some(0) => {
-            return Err(Error::InvalidAudio(
-                "stream declares no sample rate (0 Hz)".into(),
-            ))
-        }
+        None | Some(0) => return Err(Error::InvalidAudio("stream declares no sample rate (0 Hz)".into())),
         Some(r) if !(MIN_RATE..=MAX_RATE).contains(&r) => {
-            return Err(Error::UnsupportedAudio(format!(
-                "sample rate {r} Hz is outside {MIN_RATE}-{MAX_RATE} Hz"
-            )))
+            return Err(Error::UnsupportedAudio(format!("sample rate {r} Hz is outside {MIN_RATE}-{MAX_RATE} Hz")))
         }
         Some(r) => r,
     };
@@ -214,14 +172,10 @@ fn demux_and_decode(
     if params.channels.as_ref().is_some_and(|c| c.count() == 0) {
         return Err(Error::InvalidAudio("stream declares 0 channels".into()));
     }
-    let mut decoder = codecs()
-        .make_audio_decoder(params, &AudioDecoderOptions::default())
-        .map_err(|e| match e {
-            SymError::Unsupported(msg) => {
-                Error::UnsupportedAudio(format!("codec {} ({msg})", codec_name(params.codec)))
-            }
-            e => sym_error("cannot initialise decoder", e),
-        })?;
+    let mut decoder = codecs().make_audio_decoder(params, &AudioDecoderOptions::default()).map_err(|e| match e {
+        SymError::Unsupported(msg) => Error::UnsupportedAudio(format!("codec {} ({msg})", codec_name(params.codec))),
+        e => sym_error("cannot initialise decoder", e),
+    })?;
 
     // Room for the declared length at once (no doubling past the limit); at most the limit.
     let max_frames = max_seconds * f64::from(declared_rate);
@@ -310,9 +264,7 @@ fn demux_and_decode(
     // The track's declared rate was validated; the decoder's own rate is what counts.
     let rate = rate.unwrap_or(SAMPLE_RATE);
     if !(MIN_RATE..=MAX_RATE).contains(&rate) {
-        return Err(Error::UnsupportedAudio(format!(
-            "sample rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz"
-        )));
+        return Err(Error::UnsupportedAudio(format!("sample rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz")));
     }
     Ok((mono, rate))
 }
@@ -320,11 +272,7 @@ fn demux_and_decode(
 fn truncated(reached: u64, declared: Option<u64>, rate: u32) -> Error {
     let seconds = |frames: u64| frames as f64 / f64::from(rate);
     Error::InvalidAudio(match declared {
-        Some(frames) => format!(
-            "truncated: the data end at {:.2} s of the {:.2} s the stream declares",
-            seconds(reached),
-            seconds(frames)
-        ),
+        Some(frames) => format!("truncated: the data end at {:.2} s of the {:.2} s the stream declares", seconds(reached), seconds(frames)),
         None => format!("truncated: the data end inside a frame at {:.2} s", seconds(reached)),
     })
 }
@@ -336,11 +284,7 @@ fn is_wav(head: &[u8]) -> bool {
 /// Packet positions count frames at the declared rate (true of every container here, checked
 /// so that a stream with another time base is never called truncated by mistake).
 fn time_base_is_frames(tracks: &[symphonia::core::formats::Track], track_id: u32, rate: u32) -> bool {
-    tracks
-        .iter()
-        .find(|t| t.id == track_id)
-        .and_then(|t| t.time_base)
-        .is_none_or(|tb| tb.numer.get() == 1 && tb.denom.get() == rate)
+    tracks.iter().find(|t| t.id == track_id).and_then(|t| t.time_base).is_none_or(|tb| tb.numer.get() == 1 && tb.denom.get() == rate)
 }
 
 /// Appends one decoded buffer to `out`, averaging its channels.

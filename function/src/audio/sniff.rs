@@ -12,14 +12,11 @@ pub(super) fn check_wav_header(head: &[u8]) -> Result<()> {
     let mut pos = 12;
     while pos < head.len().saturating_sub(7) {
         let id = &head[pos..pos + 4];
-        let size = u32::from_le_bytes([head[pos + 4], head[pos + 5], head[pos + 6], head[pos + 7]])
-            as usize;
+        let size = u32::from_le_bytes([head[pos + 4], head[pos + 5], head[pos + 6], head[pos + 7]]) as usize;
         let body = &head[pos + 8..];
         if id == b"fmt " {
             if size < 16 {
-                return Err(Error::InvalidAudio(format!(
-                    "WAV fmt chunk is {size} bytes, needs at least 16"
-                )));
+                return Err(Error::InvalidAudio(format!("WAV fmt chunk is {size} bytes, needs at least 16")));
             }
             if body.len() < 8 {
                 break; // Truncated here; symphonia reports it.
@@ -30,17 +27,12 @@ pub(super) fn check_wav_header(head: &[u8]) -> Result<()> {
                 return Err(Error::InvalidAudio("WAV header declares 0 channels".into()));
             }
             if rate == 0 {
-                return Err(Error::InvalidAudio(
-                    "WAV header declares a sample rate of 0 Hz".into(),
-                ));
+                return Err(Error::InvalidAudio("WAV header declares a sample rate of 0 Hz".into()));
             }
             return Ok(());
         }
         // Chunks are padded to an even length.
-        pos = pos
-            .saturating_add(8)
-            .saturating_add(size)
-            .saturating_add(size & 1);
+        pos = pos.saturating_add(8).saturating_add(size).saturating_add(size & 1);
     }
     Ok(())
 }
@@ -73,29 +65,20 @@ pub(super) fn describe_unrecognized(head: &[u8]) -> Error {
         return Error::InvalidAudio("ID3 tag without MP3 audio after it".into());
     }
     if let Some(name) = container {
-        return Error::UnsupportedAudio(format!(
-            "{name} container; supported: WAV, FLAC, MP3, Ogg Vorbis, Ogg Opus"
-        ));
+        return Error::UnsupportedAudio(format!("{name} container; supported: WAV, FLAC, MP3, Ogg Vorbis, Ogg Opus"));
     }
     if looks_like_text(head) {
         return Error::InvalidAudio("input is text, not audio".into());
     }
-    Error::InvalidAudio(
-        "unrecognized data: not a WAV, FLAC, MP3, Ogg Vorbis or Ogg Opus file".into(),
-    )
+    Error::InvalidAudio("unrecognized data: not a WAV, FLAC, MP3, Ogg Vorbis or Ogg Opus file".into())
 }
 
 fn looks_like_text(head: &[u8]) -> bool {
     let text = match std::str::from_utf8(head) {
         Ok(t) => t,
         // The head may cut a multi-byte character in two.
-        Err(e) if e.error_len().is_none() => {
-            std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or("")
-        }
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or(""),
         Err(_) => return false,
     };
-    !text.is_empty()
-        && text
-            .chars()
-            .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
+    !text.is_empty() && text.chars().all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
 }

@@ -9,10 +9,7 @@ use std::path::PathBuf;
 fn fixtures_dir() -> PathBuf {
     let dir = match std::env::var_os("TINGXIE_FIXTURES") {
         Some(d) => PathBuf::from(d),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures/speech"
-        )),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/speech")),
     };
     let speech = dir.join("speech");
     if speech.join("manifest.tsv").is_file() {
@@ -24,11 +21,7 @@ fn fixtures_dir() -> PathBuf {
 
 fn fixture(name: &str) -> PathBuf {
     let path = fixtures_dir().join(name);
-    assert!(
-        path.is_file(),
-        "missing fixture {} (set TINGXIE_FIXTURES)",
-        path.display()
-    );
+    assert!(path.is_file(), "missing fixture {} (set TINGXIE_FIXTURES)", path.display());
     path
 }
 
@@ -40,13 +33,7 @@ fn manifest() -> Vec<(String, f64, u32, u32, String)> {
         .skip(1)
         .map(|line| {
             let f: Vec<&str> = line.split('\t').collect();
-            (
-                f[0].into(),
-                f[1].parse().unwrap(),
-                f[2].parse().unwrap(),
-                f[3].parse().unwrap(),
-                f[4].into(),
-            )
+            (f[0].into(), f[1].parse().unwrap(), f[2].parse().unwrap(), f[3].parse().unwrap(), f[4].into())
         })
         .collect()
 }
@@ -59,10 +46,7 @@ fn wav_i16(path: &Path) -> Vec<i16> {
         let size = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap()) as usize;
         if &bytes[pos..pos + 4] == b"data" {
             let data = &bytes[pos + 8..(pos + 8 + size).min(bytes.len())];
-            return data
-                .chunks_exact(2)
-                .map(|b| i16::from_le_bytes([b[0], b[1]]))
-                .collect();
+            return data.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
         }
         pos += 8 + size + (size & 1);
     }
@@ -110,10 +94,7 @@ fn ncc(a: &[f32], b: &[f32], lag: isize) -> f64 {
 
 /// (lag, ncc) of the best match within ±`max_lag` samples.
 fn best_lag(a: &[f32], b: &[f32], max_lag: isize) -> (isize, f64) {
-    (-max_lag..=max_lag)
-        .map(|lag| (lag, ncc(a, b, lag)))
-        .max_by(|x, y| x.1.total_cmp(&y.1))
-        .unwrap()
+    (-max_lag..=max_lag).map(|lag| (lag, ncc(a, b, lag))).max_by(|x, y| x.1.total_cmp(&y.1)).unwrap()
 }
 
 fn invalid(result: Result<Vec<f32>>) -> String {
@@ -130,25 +111,16 @@ fn every_manifest_file_decodes_with_its_duration() {
     for (file, seconds, rate, _channels, codec) in rows {
         let samples = decode_file(&fixture(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         let got = samples.len() as f64 / SAMPLE_RATE as f64;
-        assert!(
-            samples.iter().all(|s| (-1.0..=1.0).contains(s)),
-            "{file}: out of range"
-        );
+        assert!(samples.iter().all(|s| (-1.0..=1.0).contains(s)), "{file}: out of range");
         if codec == "mp3" {
             // ffprobe counts LAME's priming (576 + 529 decoder delay = 1105 samples) and the
             // padding of the last frame; the decoder drops both (gapless, from the LAME
             // header), so the file is 1105..=2256 samples shorter than the manifest says.
             let missing = (seconds - got) * rate as f64;
-            assert!(
-                (1100.0..=2260.0).contains(&missing),
-                "{file}: {got} s vs {seconds} s"
-            );
+            assert!((1100.0..=2260.0).contains(&missing), "{file}: {got} s vs {seconds} s");
         } else {
             // Opus: ffprobe's figure includes the 312-sample (6.5 ms) pre-skip we drop.
-            assert!(
-                (got - seconds).abs() <= 0.05,
-                "{file}: {got} s vs {seconds} s"
-            );
+            assert!((got - seconds).abs() <= 0.05, "{file}: {got} s vs {seconds} s");
         }
     }
 }
@@ -159,10 +131,7 @@ fn s01_is_bit_exact_int16_over_32768() {
     let expected: Vec<f32> = wav_i16(&path).iter().map(|&s| s as f32 / 32768.0).collect();
     let got = decode_file(&path).unwrap();
     assert_eq!(got.len(), expected.len());
-    assert!(got
-        .iter()
-        .zip(&expected)
-        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert!(got.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits()));
     // Same through the in-memory path, with and without a hint.
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(decode_bytes(bytes.clone(), None).unwrap(), got);
@@ -180,11 +149,7 @@ fn s01_44k1_stereo_resamples_onto_s01() {
     let reference = decode_file(&fixture("s01.wav")).unwrap();
     let got = decode_file(&fixture("s01_44k1_stereo.wav")).unwrap();
     // 156_910 frames at 44.1 kHz -> round(156_910 * 16_000 / 44_100) = 56_929.
-    let frames = (std::fs::metadata(fixture("s01_44k1_stereo.wav"))
-        .unwrap()
-        .len()
-        - 44)
-        / 4;
+    let frames = (std::fs::metadata(fixture("s01_44k1_stereo.wav")).unwrap().len() - 44) / 4;
     let want = (frames as f64 * 16_000.0 / 44_100.0).round() as usize;
     assert!(got.len().abs_diff(want) <= 1, "{} vs {want}", got.len());
     let (lag, corr) = best_lag(&reference, &got, 10);
@@ -197,19 +162,12 @@ fn lossy_reencodings_are_gapless_and_aligned() {
     // Each was encoded by ffmpeg from the named 16 kHz WAV; encoder delay and padding must be
     // gone, so lengths agree and the best alignment is at lag 0 (Opus is within a sample:
     // its 48 kHz round trip through ffmpeg's resampler moves it by about 0.6 sample).
-    for (lossy, source, max_lag, min_corr) in [
-        ("s05.mp3", "s05.wav", 0, 0.99),
-        ("s08.ogg", "s08.wav", 0, 0.99),
-        ("s10.opus", "s10.wav", 1, 0.95),
-    ] {
+    for (lossy, source, max_lag, min_corr) in
+        [("s05.mp3", "s05.wav", 0, 0.99), ("s08.ogg", "s08.wav", 0, 0.99), ("s10.opus", "s10.wav", 1, 0.95)]
+    {
         let reference = decode_file(&fixture(source)).unwrap();
         let got = decode_file(&fixture(lossy)).unwrap();
-        assert!(
-            got.len().abs_diff(reference.len()) <= 2,
-            "{lossy}: {} vs {}",
-            got.len(),
-            reference.len()
-        );
+        assert!(got.len().abs_diff(reference.len()) <= 2, "{lossy}: {} vs {}", got.len(), reference.len());
         let (lag, corr) = best_lag(&reference, &got, 200);
         assert!(lag.abs() <= max_lag, "{lossy}: best lag {lag}");
         assert!(corr > min_corr, "{lossy}: ncc {corr}");
@@ -218,44 +176,24 @@ fn lossy_reencodings_are_gapless_and_aligned() {
 
 #[test]
 fn resampler_is_time_aligned_and_band_limited() {
-    let tone =
-        |rate: u32, k: usize, f: f64| 0.5 * (2.0 * PI * f * k as f64 / rate as f64).sin();
-    for rate in [
-        8_000, 11_025, 22_050, 32_000, 44_100, 48_000, 96_000, 44_099,
-    ] {
+    let tone = |rate: u32, k: usize, f: f64| 0.5 * (2.0 * PI * f * k as f64 / rate as f64).sin();
+    for rate in [8_000, 11_025, 22_050, 32_000, 44_100, 48_000, 96_000, 44_099] {
         let n = rate as usize; // one second
                                // 1 kHz must pass unchanged; 9 kHz (above 8 kHz Nyquist) must be removed.
-        let input: Vec<f32> = (0..n)
-            .map(|k| {
-                (tone(rate, k, 1000.0)
-                    + if rate > 18_000 {
-                        tone(rate, k, 9000.0)
-                    } else {
-                        0.0
-                    }) as f32
-            })
-            .collect();
+        let input: Vec<f32> =
+            (0..n).map(|k| (tone(rate, k, 1000.0) + if rate > 18_000 { tone(rate, k, 9000.0) } else { 0.0 }) as f32).collect();
         let got = decode_bytes(f32_wav(rate, &input), Some("wav")).unwrap();
         assert_eq!(got.len(), 16_000, "{rate} Hz");
         // Away from the edges (where the tone starts and stops abruptly) the output is the
         // 1 kHz tone sampled at 16 kHz: no delay, no gain change, no alias of 9 kHz.
-        let err = (1600..14_400)
-            .map(|k| (got[k] as f64 - tone(16_000, k, 1000.0)).abs())
-            .fold(0.0, f64::max);
+        let err = (1600..14_400).map(|k| (got[k] as f64 - tone(16_000, k, 1000.0)).abs()).fold(0.0, f64::max);
         assert!(err < 2e-4, "{rate} Hz: max error {err}");
     }
 }
 
 #[test]
 fn output_length_is_rounded_rate_ratio() {
-    for (rate, n) in [
-        (44_100, 1),
-        (44_100, 2),
-        (44_100, 441),
-        (48_000, 4_799),
-        (22_050, 12_345),
-        (8_000, 7),
-    ] {
+    for (rate, n) in [(44_100, 1), (44_100, 2), (44_100, 441), (48_000, 4_799), (22_050, 12_345), (8_000, 7)] {
         let want = (n as f64 * 16_000.0 / rate as f64).round() as usize;
         let result = decode_bytes(f32_wav(rate, &vec![0.1; n]), None);
         if want == 0 {
@@ -268,52 +206,18 @@ fn output_length_is_rounded_rate_ratio() {
 
 #[test]
 fn wav_sample_formats() {
-    let le = |v: &[i32], bytes: usize| -> Vec<u8> {
-        v.iter()
-            .flat_map(|s| s.to_le_bytes()[..bytes].to_vec())
-            .collect()
-    };
+    let le = |v: &[i32], bytes: usize| -> Vec<u8> { v.iter().flat_map(|s| s.to_le_bytes()[..bytes].to_vec()).collect() };
     // 8-bit WAV is unsigned with 128 as zero.
     let u8_wav = wav(1, 1, 16_000, 8, &[0, 64, 128, 192, 255]);
-    assert_eq!(
-        decode_bytes(u8_wav, None).unwrap(),
-        [-1.0, -0.5, 0.0, 0.5, 127.0 / 128.0]
-    );
+    assert_eq!(decode_bytes(u8_wav, None).unwrap(), [-1.0, -0.5, 0.0, 0.5, 127.0 / 128.0]);
     let s16 = wav(1, 1, 16_000, 16, &le(&[-32768, -16384, 0, 16384, 32767], 2));
-    assert_eq!(
-        decode_bytes(s16, None).unwrap(),
-        [-1.0, -0.5, 0.0, 0.5, 32767.0 / 32768.0]
-    );
-    let s24 = wav(
-        1,
-        1,
-        16_000,
-        24,
-        &le(&[-8_388_608, -4_194_304, 0, 4_194_304, 8_388_607], 3),
-    );
-    assert_eq!(
-        decode_bytes(s24, None).unwrap(),
-        [-1.0, -0.5, 0.0, 0.5, 8_388_607.0 / 8_388_608.0]
-    );
-    let s32 = wav(
-        1,
-        1,
-        16_000,
-        32,
-        &le(&[i32::MIN, -(1 << 30), 0, 1 << 30, i32::MAX], 4),
-    );
-    assert_eq!(
-        decode_bytes(s32, None).unwrap(),
-        [-1.0, -0.5, 0.0, 0.5, 1.0]
-    );
-    let f64_data: Vec<u8> = [-1.0f64, -0.5, 0.0, 0.25, 1.0]
-        .iter()
-        .flat_map(|s| s.to_le_bytes())
-        .collect();
-    assert_eq!(
-        decode_bytes(wav(3, 1, 16_000, 64, &f64_data), None).unwrap(),
-        [-1.0, -0.5, 0.0, 0.25, 1.0]
-    );
+    assert_eq!(decode_bytes(s16, None).unwrap(), [-1.0, -0.5, 0.0, 0.5, 32767.0 / 32768.0]);
+    let s24 = wav(1, 1, 16_000, 24, &le(&[-8_388_608, -4_194_304, 0, 4_194_304, 8_388_607], 3));
+    assert_eq!(decode_bytes(s24, None).unwrap(), [-1.0, -0.5, 0.0, 0.5, 8_388_607.0 / 8_388_608.0]);
+    let s32 = wav(1, 1, 16_000, 32, &le(&[i32::MIN, -(1 << 30), 0, 1 << 30, i32::MAX], 4));
+    assert_eq!(decode_bytes(s32, None).unwrap(), [-1.0, -0.5, 0.0, 0.5, 1.0]);
+    let f64_data: Vec<u8> = [-1.0f64, -0.5, 0.0, 0.25, 1.0].iter().flat_map(|s| s.to_le_bytes()).collect();
+    assert_eq!(decode_bytes(wav(3, 1, 16_000, 64, &f64_data), None).unwrap(), [-1.0, -0.5, 0.0, 0.25, 1.0]);
     // Float input past full scale or NaN is clamped / zeroed.
     let wild = f32_wav(16_000, &[2.0, -3.0, f32::NAN, 0.25]);
     assert_eq!(decode_bytes(wild, None).unwrap(), [1.0, -1.0, 0.0, 0.25]);
@@ -322,21 +226,10 @@ fn wav_sample_formats() {
 #[test]
 fn channels_are_averaged() {
     // Three interleaved channels per frame.
-    let frames = [
-        [16384i16, -16384, 8192],
-        [32767, 32767, 32767],
-        [0, 0, -32768],
-    ];
-    let data: Vec<u8> = frames
-        .iter()
-        .flatten()
-        .flat_map(|s| s.to_le_bytes())
-        .collect();
+    let frames = [[16384i16, -16384, 8192], [32767, 32767, 32767], [0, 0, -32768]];
+    let data: Vec<u8> = frames.iter().flatten().flat_map(|s| s.to_le_bytes()).collect();
     let got = decode_bytes(wav(1, 3, 16_000, 16, &data), None).unwrap();
-    let want: Vec<f32> = frames
-        .iter()
-        .map(|f| f.iter().map(|&s| s as f32 / 32768.0).sum::<f32>() / 3.0)
-        .collect();
+    let want: Vec<f32> = frames.iter().map(|f| f.iter().map(|&s| s as f32 / 32768.0).sum::<f32>() / 3.0).collect();
     assert_eq!(got, want);
 }
 
@@ -344,19 +237,8 @@ fn channels_are_averaged() {
 fn hints_are_optional_and_may_be_wrong() {
     let mp3 = std::fs::read(fixture("s05.mp3")).unwrap();
     let plain = decode_bytes(mp3.clone(), None).unwrap();
-    for hint in [
-        "mp3",
-        ".MP3",
-        "audio/mpeg",
-        "wav",
-        "audio/ogg; codecs=opus",
-        "",
-    ] {
-        assert_eq!(
-            decode_bytes(mp3.clone(), Some(hint)).unwrap(),
-            plain,
-            "hint {hint:?}"
-        );
+    for hint in ["mp3", ".MP3", "audio/mpeg", "wav", "audio/ogg; codecs=opus", ""] {
+        assert_eq!(decode_bytes(mp3.clone(), Some(hint)).unwrap(), plain, "hint {hint:?}");
     }
     let opus = std::fs::read(fixture("s10.opus")).unwrap();
     assert!(decode_bytes(opus, Some("audio/ogg; codecs=opus")).is_ok());
@@ -383,10 +265,7 @@ fn mp3_behind_a_large_id3_tag() {
     tagged.extend([21, 14, 7, 0].map(|shift| ((n >> shift) & 0x7F) as u8)); // syncsafe size
     tagged.extend_from_slice(&frame);
     tagged.extend_from_slice(&mp3[20..]);
-    assert_eq!(
-        decode_bytes(tagged, Some("mp3")).unwrap(),
-        decode_bytes(mp3, None).unwrap()
-    );
+    assert_eq!(decode_bytes(tagged, Some("mp3")).unwrap(), decode_bytes(mp3, None).unwrap());
 }
 
 #[test]
@@ -408,36 +287,20 @@ fn bad_inputs_are_clear_errors() {
         .collect();
     assert!(invalid(decode_bytes(random, None)).contains("unrecognized data"));
     let text = b"This is a text file, not a recording.\nSecond line.\n".repeat(20);
-    assert_eq!(
-        invalid(decode_bytes(text, Some("wav"))),
-        "invalid audio: input is text, not audio"
-    );
+    assert_eq!(invalid(decode_bytes(text, Some("wav"))), "invalid audio: input is text, not audio");
 
     let pcm = [0u8; 64];
-    assert_eq!(
-        invalid(decode_bytes(wav(1, 0, 16_000, 16, &pcm), None)),
-        "invalid audio: WAV header declares 0 channels"
-    );
-    assert_eq!(
-        invalid(decode_bytes(wav(1, 1, 0, 16, &pcm), None)),
-        "invalid audio: WAV header declares a sample rate of 0 Hz"
-    );
-    assert!(invalid(decode_bytes(wav(1, 1, 16_000, 16, &[]), None))
-        .contains("no audio samples decoded"));
+    assert_eq!(invalid(decode_bytes(wav(1, 0, 16_000, 16, &pcm), None)), "invalid audio: WAV header declares 0 channels");
+    assert_eq!(invalid(decode_bytes(wav(1, 1, 0, 16, &pcm), None)), "invalid audio: WAV header declares a sample rate of 0 Hz");
+    assert!(invalid(decode_bytes(wav(1, 1, 16_000, 16, &[]), None)).contains("no audio samples decoded"));
 
     let mp4 = b"\0\0\0\x18ftypM4A \0\0\0\0M4A mp42isom\0\0\0\0".to_vec();
-    assert!(
-        matches!(decode_bytes(mp4, None), Err(Error::UnsupportedAudio(m)) if m.contains("MP4"))
-    );
+    assert!(matches!(decode_bytes(mp4, None), Err(Error::UnsupportedAudio(m)) if m.contains("MP4")));
     // WAV holding MPEG audio (format tag 0x55) is a codec symphonia has no WAV path for.
     let wav_mp3 = wav(0x55, 1, 16_000, 0, &pcm);
-    assert!(
-        matches!(decode_bytes(wav_mp3, None), Err(Error::UnsupportedAudio(m)) if m.contains("wav"))
-    );
+    assert!(matches!(decode_bytes(wav_mp3, None), Err(Error::UnsupportedAudio(m)) if m.contains("wav")));
     let odd_rate = wav(1, 1, 100, 16, &pcm);
-    assert!(
-        matches!(decode_bytes(odd_rate, None), Err(Error::UnsupportedAudio(m)) if m.contains("100 Hz"))
-    );
+    assert!(matches!(decode_bytes(odd_rate, None), Err(Error::UnsupportedAudio(m)) if m.contains("100 Hz")));
 
     let missing = fixtures_dir().join("no-such-file.wav");
     assert!(matches!(decode_file(&missing), Err(Error::Io { .. })));
@@ -456,19 +319,12 @@ fn truncated_streams_are_refused_and_corrupt_ones_keep_what_decodes() {
     }
 
     // Garbage in the middle of compressed streams: the damaged frame/page is skipped.
-    for (name, max_loss_s) in [
-        ("s03.flac", 0.1),
-        ("s05.mp3", 0.2),
-        ("s08.ogg", 1.5),
-        ("s10.opus", 1.5),
-    ] {
+    for (name, max_loss_s) in [("s03.flac", 0.1), ("s05.mp3", 0.2), ("s08.ogg", 1.5), ("s10.opus", 1.5)] {
         let mut bytes = std::fs::read(fixture(name)).unwrap();
         let full = decode_bytes(bytes.clone(), None).unwrap().len();
         let mid = bytes.len() / 2;
         bytes[mid..mid + 16].iter_mut().for_each(|b| *b ^= 0x5A);
-        let got = decode_bytes(bytes, None)
-            .unwrap_or_else(|e| panic!("{name}: {e}"))
-            .len();
+        let got = decode_bytes(bytes, None).unwrap_or_else(|e| panic!("{name}: {e}")).len();
         let lost = full.saturating_sub(got) as f64 / SAMPLE_RATE as f64;
         assert!(lost <= max_loss_s, "{name}: lost {lost} s");
     }
@@ -484,13 +340,7 @@ fn mangled_fixtures_never_panic() {
         x ^= x << 17;
         x as usize
     };
-    for name in [
-        "s01_44k1_stereo.wav",
-        "s03.flac",
-        "s05.mp3",
-        "s08.ogg",
-        "s10.opus",
-    ] {
+    for name in ["s01_44k1_stereo.wav", "s03.flac", "s05.mp3", "s08.ogg", "s10.opus"] {
         let original = std::fs::read(fixture(name)).unwrap();
         for _ in 0..40 {
             let mut bytes = original.clone();
@@ -504,9 +354,7 @@ fn mangled_fixtures_never_panic() {
                 bytes.truncate(rnd() % bytes.len());
             }
             if let Ok(samples) = decode_bytes(bytes, None) {
-                assert!(
-                    !samples.is_empty() && samples.iter().all(|s| (-1.0..=1.0).contains(s))
-                );
+                assert!(!samples.is_empty() && samples.iter().all(|s| (-1.0..=1.0).contains(s)));
             }
         }
     }

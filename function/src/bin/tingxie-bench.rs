@@ -140,7 +140,16 @@ const BATCH: usize = 8;
 
 /// `reps` alternating runs of both engines on `files`; `batch` 0 = sequential windows.
 #[allow(clippy::too_many_arguments)]
-fn race(model: &Path, peer_script: &Path, python: &Path, threads: usize, beam: usize, batch: usize, files: &[PathBuf], reps: usize) -> (Vec<Run>, Vec<Run>) {
+fn race(
+    model: &Path,
+    peer_script: &Path,
+    python: &Path,
+    threads: usize,
+    beam: usize,
+    batch: usize,
+    files: &[PathBuf],
+    reps: usize,
+) -> (Vec<Run>, Vec<Run>) {
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for _ in 0..reps {
         let mut cmd = Command::new(tingxie_exe());
@@ -172,15 +181,13 @@ fn compare(ours: &[Run], theirs: &[Run]) -> String {
     format!("{ow:.2} | {tw:.2} | {:.2} | {orss:.0} | {trss:.0} | {:.2}", ow / tw, orss / trss)
 }
 
-
 fn parity(model: &Path, fixtures: &Path, device: &str, mode: &str, files: Vec<String>) -> bool {
     let (reference_name, beam) = match mode {
         "greedy" => ("faster-whisper-segments.json", 1),
         "beam5" => ("faster-whisper-segments-beam5.json", 5),
         other => panic!("unknown mode {other}: greedy or beam5"),
     };
-    let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures.join("speech").join(reference_name)).unwrap()).unwrap();
+    let reference: Value = serde_json::from_str(&std::fs::read_to_string(fixtures.join("speech").join(reference_name)).unwrap()).unwrap();
     let files = if files.is_empty() { lossless_16k(fixtures) } else { files };
     let paths: Vec<PathBuf> = files.iter().map(|f| fixtures.join("speech").join(f)).collect();
     let mut cmd = Command::new(tingxie_exe());

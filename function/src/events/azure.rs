@@ -11,26 +11,16 @@ use super::json::{self, Obj};
 use super::object::{check_bucket, Scheme};
 use super::s3::skip_reason;
 use super::{collect, EventError, Job, ObjectRef, Outcome, Parsed};
+use crate::error::quote;
 
 pub(super) const BLOB_CREATED: &str = "Microsoft.Storage.BlobCreated";
 const VALIDATION: &str = "Microsoft.EventGrid.SubscriptionValidationEvent";
 const EVENTGRID: &str = "eventgrid";
 
 /// A CloudEvents-schema `Microsoft.Storage.BlobCreated`.
-pub(super) fn parse(
-    ty: &str,
-    source: &str,
-    subject: Option<&str>,
-    data: &Value,
-) -> Result<Parsed, EventError> {
+pub(super) fn parse(ty: &str, source: &str, subject: Option<&str>, data: &Value) -> Result<Parsed, EventError> {
     let m = json::as_obj(ty, "", data)?;
-    Ok(collect(vec![blob_created(
-        ty,
-        "data",
-        m,
-        subject,
-        Some(source),
-    )?]))
+    Ok(collect(vec![blob_created(ty, "data", m, subject, Some(source))?]))
 }
 
 /// Event Grid schema: an array of events (or one). Other event types are ignored.
@@ -40,9 +30,7 @@ pub(super) fn eventgrid_array(body: &Value) -> Result<Parsed, EventError> {
         one => vec![one],
     };
     if events.is_empty() {
-        return Ok(Parsed::Ignored {
-            reason: "Event Grid delivery with no events".into(),
-        });
+        return Ok(Parsed::Ignored { reason: "Event Grid delivery with no events".into() });
     }
     let mut outcomes = Vec::with_capacity(events.len());
     for (i, e) in events.into_iter().enumerate() {
@@ -50,14 +38,9 @@ pub(super) fn eventgrid_array(body: &Value) -> Result<Parsed, EventError> {
         let m = json::as_obj(EVENTGRID, &path, e)?;
         let event_type = json::req_str(EVENTGRID, m, &path, "eventType")?;
         if event_type != BLOB_CREATED {
-            let hint = if event_type == VALIDATION {
-                " (answer it with eventgrid_validation_code)"
-            } else {
-                ""
-            };
-            outcomes.push(Outcome::Skip(format!(
-                "{path}: {event_type} is not a blob creation{hint}"
-            )));
+            let hint = if event_type == VALIDATION { " (answer it with eventgrid_validation_code)" } else { "" };
+            // Quoted: a reason is sent back as a header, which takes no control characters.
+            outcomes.push(Outcome::Skip(format!("{path}: {} is not a blob creation{hint}", quote(event_type))));
             continue;
         }
         let subject = json::opt_str(EVENTGRID, m, &path, "subject")?;
@@ -77,29 +60,15 @@ pub(super) fn validation_code(body: &Value) -> Option<String> {
     if first.get("eventType")?.as_str()? != VALIDATION {
         return None;
     }
-    Some(
-        first
-            .get("data")?
-            .get("validationCode")?
-            .as_str()?
-            .to_string(),
-    )
+    Some(first.get("data")?.get("validationCode")?.as_str()?.to_string())
 }
 
-fn blob_created(
-    ty: &str,
-    path: &str,
-    data: &Obj,
-    subject: Option<&str>,
-    topic: Option<&str>,
-) -> Result<Outcome, EventError> {
+fn blob_created(ty: &str, path: &str, data: &Obj, subject: Option<&str>, topic: Option<&str>) -> Result<Outcome, EventError> {
     let api = json::opt_str(ty, data, path, "api")?;
     // Data Lake (hierarchical namespace) raises BlobCreated for CreateFile with no content
     // yet; the content arrives with FlushWithClose, which raises its own event.
     if api == Some("CreateFile") {
-        return Ok(Outcome::Skip(format!(
-            "{path}: CreateFile (content follows with FlushWithClose)"
-        )));
+        return Ok(Outcome::Skip(format!("{path}: CreateFile (content follows with FlushWithClose)")));
     }
     let size = json::opt_u64(ty, data, path, "contentLength")?;
     let url = json::opt_str(ty, data, path, "url")?;
@@ -112,25 +81,16 @@ fn blob_created(
         Some(cb) => cb,
         None => match &from_url {
             Some((_, c, b)) => (c.clone(), b.clone()),
-            None if subject.is_some() => {
-                return Err(json::invalid(
-                    ty,
-                    "subject",
-                    "expected blobServices/default/containers/C/blobs/NAME",
-                ))
-            }
+            None if subject.is_some() => return Err(json::invalid(ty, "subject", "expected blobServices/default/containers/C/blobs/NAME")),
             None => return Err(json::missing(ty, url_field)),
         },
     };
-    let account = topic
-        .and_then(account_from_topic)
-        .or_else(|| from_url.and_then(|(a, _, _)| a));
+    let account = topic.and_then(account_from_topic).or_else(|| from_url.and_then(|(a, _, _)| a));
     if let Some(reason) = skip_reason(path, &blob, size) {
         return Ok(Outcome::Skip(reason));
     }
     check_bucket(&container).map_err(|r| json::invalid(ty, "subject", r))?;
-    let mut obj = ObjectRef::new(Scheme::Az, &container, &blob)
-        .map_err(|r| json::invalid(ty, "subject", r))?;
+    let mut obj = ObjectRef::new(Scheme::Az, &container, &blob).map_err(|r| json::invalid(ty, "subject", r))?;
     obj.size = size;
     obj.etag = json::etag(json::opt_str(ty, data, path, "eTag")?);
     obj.account = account;
@@ -141,9 +101,7 @@ fn blob_created(
 /// `[/]blobServices/default/containers/{container}/blobs/{name}` -> (container, name).
 fn split_subject(subject: &str) -> Option<(String, String)> {
     let s = subject.strip_prefix('/').unwrap_or(subject);
-    let (container, blob) = s
-        .strip_prefix("blobServices/default/containers/")?
-        .split_once("/blobs/")?;
+    let (container, blob) = s.strip_prefix("blobServices/default/containers/")?.split_once("/blobs/")?;
     Some((container.to_string(), blob.to_string()))
 }
 
@@ -161,25 +119,17 @@ fn split_url(u: &str) -> Result<(Option<String>, String, String), String> {
     let host = parsed.host_str().ok_or("URL has no host")?;
     let mut segs: Vec<String> = Vec::new();
     for seg in parsed.path_segments().into_iter().flatten() {
-        let seg = percent_encoding::percent_decode_str(seg)
-            .decode_utf8()
-            .map_err(|_| "URL path is not UTF-8 once decoded")?;
+        let seg = percent_encoding::percent_decode_str(seg).decode_utf8().map_err(|_| "URL path is not UTF-8 once decoded")?;
         segs.push(seg.into_owned());
     }
-    let path_style = parsed
-        .host()
-        .is_some_and(|h| !matches!(h, url::Host::Domain(_)))
-        || host == "localhost";
+    let path_style = parsed.host().is_some_and(|h| !matches!(h, url::Host::Domain(_))) || host == "localhost";
     let account = if path_style {
         if segs.is_empty() {
             return Err("URL names no account".into());
         }
         Some(segs.remove(0))
     } else {
-        host.split('.')
-            .next()
-            .filter(|a| !a.is_empty())
-            .map(str::to_string)
+        host.split('.').next().filter(|a| !a.is_empty()).map(str::to_string)
     };
     if segs.len() < 2 {
         return Err("URL names no container and blob".into());

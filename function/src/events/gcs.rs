@@ -19,21 +19,15 @@ pub(super) fn parse(ty: &str, subject: Option<&str>, data: &Value) -> Result<Par
     // `name` is the object; the subject repeats it and stands in when a producer omits it.
     let name = match json::opt_str(ty, m, "", "name")? {
         Some(n) => n,
-        None => subject
-            .and_then(|s| s.strip_prefix("objects/"))
-            .ok_or_else(|| json::missing(ty, "name"))?,
+        None => subject.and_then(|s| s.strip_prefix("objects/")).ok_or_else(|| json::missing(ty, "name"))?,
     };
     let size = json::opt_u64(ty, m, "", "size")?;
     if let Some(reason) = skip_reason("", name, size) {
         return Ok(Parsed::Ignored { reason });
     }
-    let mut obj =
-        ObjectRef::new(Scheme::Gs, bucket, name).map_err(|r| json::invalid(ty, "name", r))?;
+    let mut obj = ObjectRef::new(Scheme::Gs, bucket, name).map_err(|r| json::invalid(ty, "name", r))?;
     obj.size = size;
     obj.version = json::opt_version(ty, m, "", "generation")?;
     obj.etag = json::etag(json::opt_str(ty, m, "", "etag")?);
-    Ok(collect(vec![Outcome::Job(Job::object(
-        obj,
-        Some(ty.to_string()),
-    ))]))
+    Ok(collect(vec![Outcome::Job(Job::object(obj, Some(ty.to_string())))]))
 }

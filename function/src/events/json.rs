@@ -30,71 +30,42 @@ pub(super) fn describe(v: &Value) -> &'static str {
 }
 
 pub(super) fn missing(ty: &str, field: impl Into<String>) -> EventError {
-    EventError::MissingField {
-        event_type: ty.to_string(),
-        field: field.into(),
-    }
+    EventError::MissingField { event_type: ty.to_string(), field: field.into() }
 }
 
 pub(super) fn invalid(ty: &str, field: impl Into<String>, reason: impl Into<String>) -> EventError {
-    EventError::InvalidField {
-        event_type: ty.to_string(),
-        field: field.into(),
-        reason: reason.into(),
-    }
+    EventError::InvalidField { event_type: ty.to_string(), field: field.into(), reason: reason.into() }
 }
 
 pub(super) fn invalid_data(ty: &str, reason: impl Into<String>) -> EventError {
-    EventError::InvalidData {
-        event_type: ty.to_string(),
-        reason: reason.into(),
-    }
+    EventError::InvalidData { event_type: ty.to_string(), reason: reason.into() }
 }
 
 fn wrong_type(ty: &str, field: &str, expected: &str, got: &Value) -> EventError {
-    invalid(
-        ty,
-        field,
-        format!("expected {expected}, got {}", describe(got)),
-    )
+    invalid(ty, field, format!("expected {expected}, got {}", describe(got)))
 }
 
 /// The event's data as JSON; bytes are parsed, since some producers send JSON with a
 /// non-JSON content type.
-pub(super) fn data_as_json<'a>(
-    ty: &str,
-    data: Option<EventData<'a>>,
-) -> Result<Cow<'a, Value>, EventError> {
+pub(super) fn data_as_json<'a>(ty: &str, data: Option<EventData<'a>>) -> Result<Cow<'a, Value>, EventError> {
     match data {
         None => Err(missing(ty, "data")),
         Some(EventData::Json(v)) => Ok(Cow::Borrowed(v)),
-        Some(EventData::Binary(b)) => serde_json::from_slice(b)
-            .map(Cow::Owned)
-            .map_err(|e| invalid_data(ty, format!("data is not JSON: {e}"))),
+        Some(EventData::Binary(b)) => {
+            serde_json::from_slice(b).map(Cow::Owned).map_err(|e| invalid_data(ty, format!("data is not JSON: {e}")))
+        }
     }
 }
 
 pub(super) fn as_obj<'v>(ty: &str, path: &str, v: &'v Value) -> Result<&'v Obj, EventError> {
-    v.as_object().ok_or_else(|| {
-        wrong_type(
-            ty,
-            if path.is_empty() { "data" } else { path },
-            "an object",
-            v,
-        )
-    })
+    v.as_object().ok_or_else(|| wrong_type(ty, if path.is_empty() { "data" } else { path }, "an object", v))
 }
 
 fn present<'v>(m: &'v Obj, key: &str) -> Option<&'v Value> {
     m.get(key).filter(|v| !v.is_null())
 }
 
-pub(super) fn req_obj<'v>(
-    ty: &str,
-    m: &'v Obj,
-    path: &str,
-    key: &str,
-) -> Result<&'v Obj, EventError> {
+pub(super) fn req_obj<'v>(ty: &str, m: &'v Obj, path: &str, key: &str) -> Result<&'v Obj, EventError> {
     let field = join(path, key);
     match present(m, key) {
         None => Err(missing(ty, field)),
@@ -102,12 +73,7 @@ pub(super) fn req_obj<'v>(
     }
 }
 
-pub(super) fn opt_str<'v>(
-    ty: &str,
-    m: &'v Obj,
-    path: &str,
-    key: &str,
-) -> Result<Option<&'v str>, EventError> {
+pub(super) fn opt_str<'v>(ty: &str, m: &'v Obj, path: &str, key: &str) -> Result<Option<&'v str>, EventError> {
     match present(m, key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -115,12 +81,7 @@ pub(super) fn opt_str<'v>(
     }
 }
 
-pub(super) fn req_str<'v>(
-    ty: &str,
-    m: &'v Obj,
-    path: &str,
-    key: &str,
-) -> Result<&'v str, EventError> {
+pub(super) fn req_str<'v>(ty: &str, m: &'v Obj, path: &str, key: &str) -> Result<&'v str, EventError> {
     opt_str(ty, m, path, key)?.ok_or_else(|| missing(ty, join(path, key)))
 }
 
@@ -142,26 +103,16 @@ pub(super) fn opt_u64(ty: &str, m: &Obj, path: &str, key: &str) -> Result<Option
 }
 
 /// A version or generation: a string, or an integer written as a number.
-pub(super) fn opt_version(
-    ty: &str,
-    m: &Obj,
-    path: &str,
-    key: &str,
-) -> Result<Option<String>, EventError> {
+pub(super) fn opt_version(ty: &str, m: &Obj, path: &str, key: &str) -> Result<Option<String>, EventError> {
     match present(m, key) {
         Some(Value::Number(_)) => Ok(opt_u64(ty, m, path, key)?.map(|n| n.to_string())),
-        _ => Ok(opt_str(ty, m, path, key)?
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)),
+        _ => Ok(opt_str(ty, m, path, key)?.filter(|s| !s.is_empty()).map(str::to_string)),
     }
 }
 
 /// ETags arrive bare (`d41d8c...`) or quoted (`"0x8D4..."`); keep them bare.
 pub(super) fn etag(s: Option<&str>) -> Option<String> {
     let s = s?.trim();
-    let s = s
-        .strip_prefix('"')
-        .and_then(|x| x.strip_suffix('"'))
-        .unwrap_or(s);
+    let s = s.strip_prefix('"').and_then(|x| x.strip_suffix('"')).unwrap_or(s);
     (!s.is_empty()).then(|| s.to_string())
 }

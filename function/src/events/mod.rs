@@ -111,17 +111,9 @@ pub enum EventError {
     #[error("{event_type}: missing field `{field}`")]
     MissingField { event_type: String, field: String },
     #[error("{event_type}: field `{field}`: {reason}")]
-    InvalidField {
-        event_type: String,
-        field: String,
-        reason: String,
-    },
+    InvalidField { event_type: String, field: String, reason: String },
     #[error("{event_type}: unknown field `{field}` (accepted: {accepted})")]
-    UnknownField {
-        event_type: String,
-        field: String,
-        accepted: String,
-    },
+    UnknownField { event_type: String, field: String, accepted: String },
     #[error("{event_type}: {reason}")]
     InvalidData { event_type: String, reason: String },
     #[error("invalid source URI {uri:?}: {reason}")]
@@ -139,23 +131,14 @@ pub enum EventData<'a> {
 }
 
 /// Parses a CloudEvent (binary or structured mode, already decoded by the SDK).
-pub fn from_cloudevent(
-    ty: &str,
-    source: &str,
-    subject: Option<&str>,
-    data: Option<EventData<'_>>,
-) -> Result<Parsed, EventError> {
+pub fn from_cloudevent(ty: &str, source: &str, subject: Option<&str>, data: Option<EventData<'_>>) -> Result<Parsed, EventError> {
     match ty {
         REQUEST_EVENT_TYPE => tingxie::parse(&*json::data_as_json(ty, data)?),
         s3::KNATIVE_CONNECTOR_S3 | s3::KNATIVE_CONNECTOR_S3_OLD => s3::knative_connector(ty, data),
-        s3::TRIGGERMESH_EVENTBRIDGE => {
-            s3::eventbridge_envelope(ty, &*json::data_as_json(ty, data)?)
-        }
+        s3::TRIGGERMESH_EVENTBRIDGE => s3::eventbridge_envelope(ty, &*json::data_as_json(ty, data)?),
         gcs::FINALIZED => gcs::parse(ty, subject, &*json::data_as_json(ty, data)?),
         azure::BLOB_CREATED => azure::parse(ty, source, subject, &*json::data_as_json(ty, data)?),
-        s3::TRIGGERMESH_S3 | s3::AWS_S3_OBJECT_CREATED => {
-            s3::any_s3_shape(ty, &*json::data_as_json(ty, data)?)
-        }
+        s3::TRIGGERMESH_S3 | s3::AWS_S3_OBJECT_CREATED => s3::any_s3_shape(ty, &*json::data_as_json(ty, data)?),
         t if t.starts_with(s3::CE_ADAPTER_PREFIX) && ACCEPTED_EVENT_TYPES.contains(&t) => {
             s3::any_s3_shape(ty, &*json::data_as_json(ty, data)?)
         }
@@ -172,13 +155,9 @@ pub fn from_webhook(body: &Value) -> Result<Parsed, EventError> {
         Value::Array(_) => azure::eventgrid_array(body),
         Value::Object(m) if m.contains_key("Records") => s3::notification(body),
         Value::Object(m) if m.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") => {
-            Ok(Parsed::Ignored {
-                reason: "S3 test event".into(),
-            })
+            Ok(Parsed::Ignored { reason: "S3 test event".into() })
         }
-        Value::Object(m) if m.contains_key("detail-type") => {
-            s3::eventbridge_envelope("eventbridge", body)
-        }
+        Value::Object(m) if m.contains_key("detail-type") => s3::eventbridge_envelope("eventbridge", body),
         Value::Object(m) if m.contains_key("eventType") => azure::eventgrid_array(body),
         _ => Err(EventError::UnrecognizedWebhook(format!(
             "expected a MinIO or S3 notification ({{\"Records\": [...]}}), an EventBridge event \
@@ -213,9 +192,7 @@ fn collect(outcomes: Vec<Outcome>) -> Parsed {
         }
     }
     if jobs.is_empty() {
-        Parsed::Ignored {
-            reason: reasons.join("; "),
-        }
+        Parsed::Ignored { reason: reasons.join("; ") }
     } else {
         Parsed::Jobs(jobs)
     }
@@ -223,10 +200,6 @@ fn collect(outcomes: Vec<Outcome>) -> Parsed {
 
 impl Job {
     fn object(obj: ObjectRef, event_name: Option<String>) -> Job {
-        Job {
-            audio: Audio::Object(obj),
-            options: RequestOptions::default(),
-            event_name,
-        }
+        Job { audio: Audio::Object(obj), options: RequestOptions::default(), event_name }
     }
 }

@@ -67,14 +67,8 @@ pub(super) fn check_bucket(bucket: &str) -> Result<(), String> {
         return Err("bucket name longer than 255 bytes".into());
     }
     let body = bucket.strip_prefix('$').unwrap_or(bucket);
-    if body.is_empty()
-        || !body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-    {
-        return Err(format!(
-            "bucket name {bucket:?} may hold only letters, digits, '.', '_' and '-'"
-        ));
+    if body.is_empty() || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return Err(format!("bucket name {bucket:?} may hold only letters, digits, '.', '_' and '-'"));
     }
     Ok(())
 }
@@ -117,22 +111,10 @@ impl ObjectRef {
             _ => {
                 check_bucket(bucket)?;
                 check_key(key, MAX_KEY_BYTES)?;
-                format!(
-                    "{}://{bucket}/{}",
-                    scheme.name(),
-                    utf8_percent_encode(key, URI_PATH)
-                )
+                format!("{}://{bucket}/{}", scheme.name(), utf8_percent_encode(key, URI_PATH))
             }
         };
-        Ok(ObjectRef {
-            uri,
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            etag: None,
-            version: None,
-            size: None,
-            account: None,
-        })
+        Ok(ObjectRef { uri, bucket: bucket.to_string(), key: key.to_string(), etag: None, version: None, size: None, account: None })
     }
 
     /// Parses a source URI: `s3://bucket/key`, `gs://bucket/key`, `az://container/blob` or
@@ -140,14 +122,9 @@ impl ObjectRef {
     /// `+` stays `+`); a `?` or `#` must be written `%3F` / `%23`, so a query or fragment
     /// is an error rather than silently part of the key.
     pub fn parse(uri: &str) -> Result<ObjectRef, EventError> {
-        let err = |reason: String| EventError::InvalidSource {
-            uri: uri.to_string(),
-            reason,
-        };
+        let err = |reason: String| EventError::InvalidSource { uri: uri.to_string(), reason };
         let Some((scheme, rest)) = uri.split_once("://") else {
-            return Err(err(
-                "expected scheme://bucket/key (s3, gs, az or file)".into()
-            ));
+            return Err(err("expected scheme://bucket/key (s3, gs, az or file)".into()));
         };
         let Some(scheme) = Scheme::from_name(scheme) else {
             return Err(err(format!(
@@ -156,9 +133,7 @@ impl ObjectRef {
             )));
         };
         if uri.contains(['?', '#']) {
-            return Err(err(
-                "'?' and '#' must be percent-encoded (%3F, %23) in a source URI".into(),
-            ));
+            return Err(err("'?' and '#' must be percent-encoded (%3F, %23) in a source URI".into()));
         }
         if uri.chars().any(char::is_control) {
             return Err(err("contains a control character".into()));
@@ -167,9 +142,7 @@ impl ObjectRef {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
-        let decoded = percent_decode_str(path)
-            .decode_utf8()
-            .map_err(|_| err("path is not UTF-8 once percent-decoded".into()))?;
+        let decoded = percent_decode_str(path).decode_utf8().map_err(|_| err("path is not UTF-8 once percent-decoded".into()))?;
         let (bucket, key) = match scheme {
             Scheme::File => {
                 if !(authority.is_empty() || authority.eq_ignore_ascii_case("localhost")) {
@@ -187,30 +160,21 @@ impl ObjectRef {
 /// and `%2B` a plus.
 pub(super) fn form_decode(s: &str) -> Result<String, String> {
     let plus = s.replace('+', " ");
-    percent_decode_str(&plus)
-        .decode_utf8()
-        .map(|c| c.into_owned())
-        .map_err(|_| "not UTF-8 once URL-decoded".to_string())
+    percent_decode_str(&plus).decode_utf8().map(|c| c.into_owned()).map_err(|_| "not UTF-8 once URL-decoded".to_string())
 }
 
 /// Checks a `output` prefix: a supported scheme, a valid bucket, and no `.`/`..`
 /// segments. A trailing `/` and an empty key (the bucket root) are fine here.
 pub(super) fn check_output_prefix(prefix: &str) -> Result<(), EventError> {
     let mut probe = prefix.to_string();
-    if prefix
-        .split_once("://")
-        .is_some_and(|(_, rest)| !rest.contains('/'))
-    {
+    if prefix.split_once("://").is_some_and(|(_, rest)| !rest.contains('/')) {
         probe.push('/');
     }
     if probe.ends_with('/') {
         probe.push('x');
     }
     ObjectRef::parse(&probe).map(|_| ()).map_err(|e| match e {
-        EventError::InvalidSource { reason, .. } => EventError::InvalidSource {
-            uri: prefix.to_string(),
-            reason,
-        },
+        EventError::InvalidSource { reason, .. } => EventError::InvalidSource { uri: prefix.to_string(), reason },
         other => other,
     })
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::json::{self, Obj};
 use super::object::{check_bucket, form_decode, Scheme};
 use super::{collect, EventData, EventError, Job, ObjectRef, Outcome, Parsed};
+use crate::error::quote;
 
 pub(super) const TRIGGERMESH_S3: &str = "com.amazon.s3.objectcreated";
 pub(super) const TRIGGERMESH_EVENTBRIDGE: &str = "com.amazon.events.event";
@@ -23,11 +24,7 @@ pub(super) const CE_ADAPTER_PREFIX: &str = "com.amazonaws.s3.";
 /// A webhook body with `Records`: MinIO when it has MinIO's `EventName`, else S3.
 pub(super) fn notification(body: &Value) -> Result<Parsed, EventError> {
     let m = json::as_obj("s3-notification", "", body)?;
-    let ty = if m.contains_key("EventName") {
-        "minio-notification"
-    } else {
-        "s3-notification"
-    };
+    let ty = if m.contains_key("EventName") { "minio-notification" } else { "s3-notification" };
     records(ty, m)
 }
 
@@ -42,12 +39,7 @@ pub(super) fn any_s3_shape(ty: &str, data: &Value) -> Result<Parsed, EventError>
     } else if m.contains_key("s3") {
         Ok(collect(vec![record(ty, "", m)?]))
     } else if m.contains_key("bucket") && m.contains_key("object") {
-        Ok(collect(vec![bucket_object(
-            ty,
-            "",
-            m,
-            Some(ty.to_string()),
-        )?]))
+        Ok(collect(vec![bucket_object(ty, "", m, Some(ty.to_string()))?]))
     } else {
         Err(json::invalid_data(
             ty,
@@ -62,16 +54,10 @@ fn records(ty: &str, m: &Obj) -> Result<Parsed, EventError> {
         return Err(json::missing(ty, "Records"));
     };
     let Some(list) = list.as_array() else {
-        return Err(json::invalid(
-            ty,
-            "Records",
-            format!("expected an array, got {}", json::describe(list)),
-        ));
+        return Err(json::invalid(ty, "Records", format!("expected an array, got {}", json::describe(list))));
     };
     if list.is_empty() {
-        return Ok(Parsed::Ignored {
-            reason: "notification has no records".into(),
-        });
+        return Ok(Parsed::Ignored { reason: "notification has no records".into() });
     }
     let outcomes = list
         .iter()
@@ -94,10 +80,8 @@ fn record(ty: &str, path: &str, m: &Obj) -> Result<Outcome, EventError> {
     let event_name = json::opt_str(ty, m, path, "eventName")?;
     if let Some(name) = event_name {
         if !is_created(name) {
-            return Ok(Outcome::Skip(format!(
-                "{}{name} is not an object creation",
-                at(path)
-            )));
+            // Quoted: a reason is sent back as a header, which takes no control characters.
+            return Ok(Outcome::Skip(format!("{}{} is not an object creation", at(path), quote(name))));
         }
     }
     let s3_path = json::join(path, "s3");
@@ -115,12 +99,7 @@ fn at(path: &str) -> String {
 
 /// `{"bucket": {"name"}, "object": {"key", "size", "eTag"|"etag", "versionId"|"version-id"}}`:
 /// a record's `s3` part and an EventBridge `detail` differ only in those two names.
-fn bucket_object(
-    ty: &str,
-    path: &str,
-    m: &Obj,
-    event_name: Option<String>,
-) -> Result<Outcome, EventError> {
+fn bucket_object(ty: &str, path: &str, m: &Obj, event_name: Option<String>) -> Result<Outcome, EventError> {
     let bucket_path = json::join(path, "bucket");
     let bucket = json::req_obj(ty, m, path, "bucket")?;
     let bucket = json::req_str(ty, bucket, &bucket_path, "name")?;
@@ -142,8 +121,7 @@ fn bucket_object(
     if let Some(skip) = skip_reason(path, &key, size) {
         return Ok(Outcome::Skip(skip));
     }
-    let mut obj =
-        ObjectRef::new(Scheme::S3, bucket, &key).map_err(|r| json::invalid(ty, key_field, r))?;
+    let mut obj = ObjectRef::new(Scheme::S3, bucket, &key).map_err(|r| json::invalid(ty, key_field, r))?;
     obj.size = size;
     obj.etag = json::etag(etag);
     obj.version = version;
@@ -153,9 +131,9 @@ fn bucket_object(
 /// Folder placeholders (`photos/`) and empty objects carry no audio.
 pub(super) fn skip_reason(path: &str, key: &str, size: Option<u64>) -> Option<String> {
     if key.ends_with('/') {
-        Some(format!("{}{key:?} is a folder placeholder", at(path)))
+        Some(format!("{}{} is a folder placeholder", at(path), quote(key)))
     } else if size == Some(0) {
-        Some(format!("{}{key:?} is empty (size 0)", at(path)))
+        Some(format!("{}{} is empty (size 0)", at(path), quote(key)))
     } else {
         None
     }
@@ -170,58 +148,35 @@ pub(super) fn eventbridge_envelope(ty: &str, body: &Value) -> Result<Parsed, Eve
         // TriggerMesh's EventBridge source carries every event on the bus under one type.
         if ty == TRIGGERMESH_EVENTBRIDGE {
             return Ok(Parsed::Ignored {
-                reason: format!("EventBridge event from {source:?}, not aws.s3"),
+                reason: format!("EventBridge event from {}, not aws.s3", source.map_or("no source".into(), quote)),
             });
         }
-        return Err(json::invalid(
-            ty,
-            "source",
-            format!("expected \"aws.s3\", got {source:?}"),
-        ));
+        return Err(json::invalid(ty, "source", format!("expected \"aws.s3\", got {source:?}")));
     }
     if detail_type != "Object Created" {
-        return Ok(Parsed::Ignored {
-            reason: format!("S3 {detail_type:?} is not an object creation"),
-        });
+        return Ok(Parsed::Ignored { reason: format!("S3 {} is not an object creation", quote(detail_type)) });
     }
     let detail = json::req_obj(ty, m, "", "detail")?;
     let name = match json::opt_str(ty, detail, "detail", "reason")? {
         Some(reason) => format!("{detail_type}:{reason}"),
         None => detail_type.to_string(),
     };
-    Ok(collect(vec![bucket_object(
-        ty,
-        "detail",
-        detail,
-        Some(name),
-    )?]))
+    Ok(collect(vec![bucket_object(ty, "detail", detail, Some(name))?]))
 }
 
 /// The Knative IntegrationSource / Camel aws-s3-source: it polls the bucket and sends each
 /// object's bytes as the data, with fixed `source` and `subject`, so the key is unknown.
-pub(super) fn knative_connector(
-    ty: &str,
-    data: Option<EventData<'_>>,
-) -> Result<Parsed, EventError> {
+pub(super) fn knative_connector(ty: &str, data: Option<EventData<'_>>) -> Result<Parsed, EventError> {
     match data {
-        None => Err(json::invalid_data(
-            ty,
-            "no data: the connector must send the object body (ignoreBody=false)",
-        )),
-        Some(EventData::Binary([])) => Ok(Parsed::Ignored {
-            reason: "empty object body".into(),
-        }),
+        None => Err(json::invalid_data(ty, "no data: the connector must send the object body (ignoreBody=false)")),
+        Some(EventData::Binary([])) => Ok(Parsed::Ignored { reason: "empty object body".into() }),
         Some(EventData::Binary(bytes)) => Ok(Parsed::Jobs(vec![Job {
             audio: super::Audio::Inline(bytes.to_vec()),
             options: Default::default(),
             event_name: Some(ty.to_string()),
         }])),
-        Some(EventData::Json(v)) => Err(json::invalid_data(
-            ty,
-            format!(
-                "data is JSON ({}), expected the audio object's bytes",
-                json::describe(v)
-            ),
-        )),
+        Some(EventData::Json(v)) => {
+            Err(json::invalid_data(ty, format!("data is JSON ({}), expected the audio object's bytes", json::describe(v))))
+        }
     }
 }

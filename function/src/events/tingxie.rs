@@ -12,55 +12,27 @@ use super::{Audio, EventError, Job, ObjectRef, Parsed, RequestOptions, REQUEST_E
 use crate::error::{bounded, Error, QUOTE_CHARS};
 
 const TY: &str = REQUEST_EVENT_TYPE;
-const FIELDS: &[&str] = &[
-    "source",
-    "audio",
-    "language",
-    "prompt",
-    "temperature",
-    "beam_size",
-    "batch_size",
-    "response_format",
-    "output",
-];
+const FIELDS: &[&str] = &["source", "audio", "language", "prompt", "temperature", "beam_size", "batch_size", "response_format", "output"];
 
 /// Standard alphabet; padding optional, as many encoders drop it.
-const BASE64: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
+const BASE64: GeneralPurpose =
+    GeneralPurpose::new(&base64::alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
 
 pub(super) fn parse(data: &Value) -> Result<Parsed, EventError> {
     let m = json::as_obj(TY, "", data)?;
     if let Some(unknown) = m.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(EventError::UnknownField {
-            event_type: TY.into(),
-            field: bounded(unknown, QUOTE_CHARS),
-            accepted: FIELDS.join(", "),
-        });
+        return Err(EventError::UnknownField { event_type: TY.into(), field: bounded(unknown, QUOTE_CHARS), accepted: FIELDS.join(", ") });
     }
     let source = json::opt_str(TY, m, "", "source")?;
     let audio = json::opt_str(TY, m, "", "audio")?;
     let audio = match (source, audio) {
-        (Some(_), Some(_)) => {
-            return Err(json::invalid_data(
-                TY,
-                "give either `source` or `audio`, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(json::invalid_data(
-                TY,
-                "missing `source` (a URI) or `audio` (base64 bytes)",
-            ))
-        }
+        (Some(_), Some(_)) => return Err(json::invalid_data(TY, "give either `source` or `audio`, not both")),
+        (None, None) => return Err(json::invalid_data(TY, "missing `source` (a URI) or `audio` (base64 bytes)")),
         (Some(uri), None) => Audio::Object(ObjectRef::parse(uri)?),
         (None, Some(b64)) => Audio::Inline(decode_audio(b64)?),
     };
     let count = |field: &'static str| match json::opt_u64(TY, m, "", field)? {
-        Some(n) => Ok(Some(
-            usize::try_from(n).map_err(|_| json::invalid(TY, field, "too large"))?,
-        )),
+        Some(n) => Ok(Some(usize::try_from(n).map_err(|_| json::invalid(TY, field, "too large"))?)),
         None => Ok(None),
     };
     let beam_size = count("beam_size")?;
@@ -68,13 +40,7 @@ pub(super) fn parse(data: &Value) -> Result<Parsed, EventError> {
     let temperature = match m.get("temperature") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => n.as_f64().map(|t| t as f32),
-        Some(v) => {
-            return Err(json::invalid(
-                TY,
-                "temperature",
-                format!("expected a number, got {}", json::describe(v)),
-            ))
-        }
+        Some(v) => return Err(json::invalid(TY, "temperature", format!("expected a number, got {}", json::describe(v)))),
     };
     let options = RequestOptions {
         language: json::opt_str(TY, m, "", "language")?.map(str::to_string),
@@ -96,11 +62,7 @@ pub(super) fn parse(data: &Value) -> Result<Parsed, EventError> {
         Error::InvalidArgument { field, reason } => json::invalid(TY, field, reason),
         other => json::invalid_data(TY, other.to_string()),
     })?;
-    Ok(Parsed::Jobs(vec![Job {
-        audio,
-        options,
-        event_name: Some(TY.to_string()),
-    }]))
+    Ok(Parsed::Jobs(vec![Job { audio, options, event_name: Some(TY.to_string()) }]))
 }
 
 /// Base64 with line breaks allowed (`base64` the tool wraps at 76 columns).
@@ -109,7 +71,5 @@ fn decode_audio(b64: &str) -> Result<Vec<u8>, EventError> {
     if compact.is_empty() {
         return Err(json::invalid(TY, "audio", "empty"));
     }
-    BASE64
-        .decode(compact.as_bytes())
-        .map_err(|e| json::invalid(TY, "audio", format!("invalid base64: {e}")))
+    BASE64.decode(compact.as_bytes()).map_err(|e| json::invalid(TY, "audio", format!("invalid base64: {e}")))
 }

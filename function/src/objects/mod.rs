@@ -58,11 +58,8 @@ pub struct Objects {
 
 /// `s3://bucket/` for `s3://bucket/key`; `file:///` for local files.
 fn root_of(obj: &ObjectRef) -> Result<String> {
-    let scheme = obj
-        .uri
-        .split_once("://")
-        .map(|(s, _)| s)
-        .ok_or_else(|| Error::InvalidRequest(format!("source `{}` is not a URI", obj.uri)))?;
+    let scheme =
+        obj.uri.split_once("://").map(|(s, _)| s).ok_or_else(|| Error::InvalidRequest(format!("source `{}` is not a URI", obj.uri)))?;
     Ok(format!("{scheme}://{}/", obj.bucket))
 }
 
@@ -185,10 +182,7 @@ impl Objects {
     pub async fn read(&self, at: &Location, limit: u64) -> Result<Vec<u8>> {
         let got = at.store.get(&at.path).await.map_err(|e| store_error(&at.uri, e))?;
         if got.meta.size > limit {
-            return Err(Error::TooLarge(format!(
-                "{} is {} bytes; the limit is {limit} (TINGXIE_MAX_BODY_BYTES)",
-                at.uri, got.meta.size
-            )));
+            return Err(Error::TooLarge(format!("{} is {} bytes; the limit is {limit} (TINGXIE_MAX_BODY_BYTES)", at.uri, got.meta.size)));
         }
         let bytes = got.bytes().await.map_err(|e| store_error(&at.uri, e))?;
         Ok(bytes.to_vec())
@@ -213,7 +207,8 @@ impl Objects {
                 if obj.uri.starts_with(&format!("{explicit}/")) {
                     return Ok(None);
                 }
-                let relative = if obj.bucket.is_empty() { obj.key.trim_start_matches('/').to_string() } else { format!("{}/{}", obj.bucket, obj.key) };
+                let relative =
+                    if obj.bucket.is_empty() { obj.key.trim_start_matches('/').to_string() } else { format!("{}/{}", obj.bucket, obj.key) };
                 format!("{explicit}/{relative}")
             }
             None => {
@@ -260,7 +255,10 @@ mod tests {
         let o = objects.outputs_for(&obj("s3://b/in/a.wav", "b", "in/a.wav"), "s3://b/", None).unwrap().unwrap();
         assert_eq!(o.uri("json"), "s3://b/transcripts/in/a.wav.json");
         // Our own outputs never trigger work.
-        assert!(objects.outputs_for(&obj("s3://b/transcripts/in/a.wav.json", "b", "transcripts/in/a.wav.json"), "s3://b/", None).unwrap().is_none());
+        assert!(objects
+            .outputs_for(&obj("s3://b/transcripts/in/a.wav.json", "b", "transcripts/in/a.wav.json"), "s3://b/", None)
+            .unwrap()
+            .is_none());
         let o = objects.outputs_for(&obj("file:///data/in/a.wav", "", "/data/in/a.wav"), "file:///data/", None).unwrap().unwrap();
         assert_eq!(o.uri("txt"), "file:///data/transcripts/in/a.wav.txt");
         let o = objects.outputs_for(&obj("s3://b/in/a.wav", "b", "in/a.wav"), "s3://b/", Some("s3://out/t/")).unwrap().unwrap();
@@ -308,7 +306,12 @@ mod tests {
 
     #[test]
     fn version_comparison() {
-        let v = |etag: Option<&str>, version: Option<&str>| SourceVersion { uri: "s3://b/k".into(), etag: etag.map(Into::into), version: version.map(Into::into), size: 1 };
+        let v = |etag: Option<&str>, version: Option<&str>| SourceVersion {
+            uri: "s3://b/k".into(),
+            etag: etag.map(Into::into),
+            version: version.map(Into::into),
+            size: 1,
+        };
         assert!(v(Some("e"), None).same_as(&v(Some("e"), None)));
         assert!(!v(Some("e"), None).same_as(&v(Some("f"), None)));
         assert!(!v(None, None).same_as(&v(None, None)), "no ETag: cannot tell, transcribe again");

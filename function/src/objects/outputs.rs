@@ -65,7 +65,9 @@ impl ClaimRecord {
 pub enum Claim {
     Acquired(HeldClaim),
     /// Another instance renewed its claim on this version `age` ago, within its lease.
-    HeldElsewhere { age: Duration },
+    HeldElsewhere {
+        age: Duration,
+    },
 }
 
 /// A claim this process holds.
@@ -173,7 +175,11 @@ impl OutputSet {
     /// container) is taken over; taking over is conditional on the claim being unchanged, so
     /// of two instances taking over at once one wins.
     pub async fn claim(&self, source: &SourceVersion, owner: &str, lease: Duration) -> Result<Claim> {
-        let held = HeldClaim { at: Location { path: self.path("claim"), uri: self.uri("claim"), ..self.base.clone() }, owner: owner.to_string(), source: source.clone() };
+        let held = HeldClaim {
+            at: Location { path: self.path("claim"), uri: self.uri("claim"), ..self.base.clone() },
+            owner: owner.to_string(),
+            source: source.clone(),
+        };
         let store = &held.at.store;
         let create = PutOptions { mode: PutMode::Create, ..Default::default() };
         match store.put_opts(&held.at.path, held.body(), create).await {
@@ -205,7 +211,9 @@ impl OutputSet {
         };
         match store.put_opts(&held.at.path, held.body(), PutOptions { mode, ..Default::default() }).await {
             Ok(_) | Err(object_store::Error::NotImplemented { .. }) => Ok(Claim::Acquired(held)),
-            Err(object_store::Error::Precondition { .. }) | Err(object_store::Error::AlreadyExists { .. }) => Ok(Claim::HeldElsewhere { age: Duration::ZERO }),
+            Err(object_store::Error::Precondition { .. }) | Err(object_store::Error::AlreadyExists { .. }) => {
+                Ok(Claim::HeldElsewhere { age: Duration::ZERO })
+            }
             Err(e) => Err(store_error(&held.at.uri, e)),
         }
     }

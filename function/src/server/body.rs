@@ -77,10 +77,7 @@ impl Deadline {
     /// `future` (reading a body), or 408 once the deadline passes.
     pub async fn within<T>(self, future: impl Future<Output = Result<T>>) -> Result<T> {
         tokio::time::timeout_at(self.at, future).await.unwrap_or_else(|_| {
-            Err(Error::BodyTimeout(format!(
-                "the request body did not arrive within {} s (TINGXIE_BODY_TIMEOUT_SECONDS)",
-                self.seconds
-            )))
+            Err(Error::BodyTimeout(format!("the request body did not arrive within {} s (TINGXIE_BODY_TIMEOUT_SECONDS)", self.seconds)))
         })
     }
 }
@@ -90,12 +87,7 @@ impl Bodies {
         // Never below one largest event (read and parsed), or it could never be served.
         let budget_bytes = config.body_memory_bytes.max(2 * config.event_body_limit());
         let kib = usize::try_from(budget_bytes.div_ceil(1024)).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
-        Bodies {
-            budget: Arc::new(Semaphore::new(kib)),
-            budget_bytes,
-            timeout: Duration::from_secs(config.body_timeout_seconds),
-            metrics,
-        }
+        Bodies { budget: Arc::new(Semaphore::new(kib)), budget_bytes, timeout: Duration::from_secs(config.body_timeout_seconds), metrics }
     }
 
     /// Starts the clock on a request's body.
@@ -127,16 +119,20 @@ impl Bodies {
     }
 
     fn over_budget(&self) -> Error {
-        Error::Busy(format!(
-            "request bodies in memory are at their limit of {} bytes (TINGXIE_BODY_MEMORY_BYTES)",
-            self.budget_bytes
-        ))
+        Error::Busy(format!("request bodies in memory are at their limit of {} bytes (TINGXIE_BODY_MEMORY_BYTES)", self.budget_bytes))
     }
 
     /// Reads the whole body of a request that holds `permit`, reserving `copies` times its
     /// size: a JSON body is parsed into a second copy of about its size while the first is
     /// still held.
-    pub async fn read(&self, req: &HttpRequest, mut payload: web::Payload, limit: u64, permit: &mut Permit, copies: u64) -> Result<Vec<u8>> {
+    pub async fn read(
+        &self,
+        req: &HttpRequest,
+        mut payload: web::Payload,
+        limit: u64,
+        permit: &mut Permit,
+        copies: u64,
+    ) -> Result<Vec<u8>> {
         let declared = content_length(req);
         if declared.is_some_and(|len| len > limit) {
             return Err(too_large("the request body", limit, "TINGXIE_MAX_BODY_BYTES"));

@@ -33,7 +33,13 @@ pub enum Answer {
     Ignored(String),
 }
 
-pub async fn receive(req: HttpRequest, payload: web::Payload, service: web::Data<Service>, bodies: web::Data<Bodies>, replayed: web::Data<Replayed>) -> ApiResult<HttpResponse> {
+pub async fn receive(
+    req: HttpRequest,
+    payload: web::Payload,
+    service: web::Data<Service>,
+    bodies: web::Data<Bodies>,
+    replayed: web::Data<Replayed>,
+) -> ApiResult<HttpResponse> {
     let service: Arc<Service> = service.into_inner();
     let media = media_type(&req).unwrap_or_default();
     let is_event = req.headers().contains_key("ce-specversion") || media == STRUCTURED_MEDIA_TYPE;
@@ -56,7 +62,9 @@ pub async fn receive(req: HttpRequest, payload: web::Payload, service: web::Data
             .map_err(|e| Error::InvalidRequest(format!("not a valid CloudEvent: {e}")))?;
         let answer = handle_event(&service, &replayed, &event, &permit).await;
         return Ok(match answer {
-            Ok(Answer::Completed(data)) => HttpResponse::Ok().event(reply(&event, data)).map_err(|e| Error::Device(format!("reply event: {e}")))?,
+            Ok(Answer::Completed(data)) => {
+                HttpResponse::Ok().event(reply(&event, data)).map_err(|e| Error::Device(format!("reply event: {e}")))?
+            }
             Ok(Answer::Ignored(reason)) => ignored(&reason),
             Err(e) => return Err(e.into()),
         });
@@ -162,7 +170,8 @@ fn parse_event(event: &Event) -> Result<Parsed> {
         },
         None => None,
     };
-    events::from_cloudevent(event.ty(), &event.source().to_string(), event.subject(), data).map_err(|e| Error::InvalidRequest(e.to_string()))
+    events::from_cloudevent(event.ty(), &event.source().to_string(), event.subject(), data)
+        .map_err(|e| Error::InvalidRequest(e.to_string()))
 }
 
 /// Counts an event's outcome by type (`tingxie_events_total`).

@@ -20,13 +20,13 @@ use actix_web::{web, App, HttpServer};
 use tingxie_model_cache::CacheConfig;
 
 use crate::config::ServeConfig;
-use body::Bodies;
-use replay::Replayed;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::objects::Objects;
 use crate::service::Service;
 use crate::startup::Phases;
+use body::Bodies;
+use replay::Replayed;
 
 pub fn serve(config: ServeConfig) -> ExitCode {
     let mut phases = Phases::start();
@@ -110,10 +110,5 @@ async fn wait_for_termination() {
 /// line.
 fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(false)
-        .with_span_list(true)
-        .try_init();
+    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).with_span_list(true).try_init();
 }

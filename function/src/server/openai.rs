@@ -51,7 +51,8 @@ async fn read_field(field: &mut Field, limit: u64, setting: &str, mut budget: Op
 
 async fn read_text(field: &mut Field) -> Result<String> {
     let bytes = read_field(field, MAX_FIELD_BYTES, FIELD_LIMIT, None).await?;
-    String::from_utf8(bytes).map_err(|_| Error::InvalidRequest(format!("field `{}` is not UTF-8", bounded(field.name().unwrap_or_default(), QUOTE_CHARS))))
+    String::from_utf8(bytes)
+        .map_err(|_| Error::InvalidRequest(format!("field `{}` is not UTF-8", bounded(field.name().unwrap_or_default(), QUOTE_CHARS))))
 }
 
 /// What the form asked for.
@@ -80,7 +81,10 @@ async fn read_form(multipart: &mut Multipart, limit: u64, bodies: &Bodies, permi
             "timestamp_granularities[]" | "timestamp_granularities" => {
                 let text = read_text(&mut field).await?;
                 if text.trim() != "segment" {
-                    return Err(invalid("timestamp_granularities", format!("{} is not supported; only `segment` timestamps are produced", quote(&text))));
+                    return Err(invalid(
+                        "timestamp_granularities",
+                        format!("{} is not supported; only `segment` timestamps are produced", quote(&text)),
+                    ));
                 }
             }
             "stream" => {
@@ -99,7 +103,12 @@ async fn read_form(multipart: &mut Multipart, limit: u64, bodies: &Bodies, permi
     Ok(form)
 }
 
-pub async fn transcriptions(req: HttpRequest, payload: web::Payload, service: web::Data<Service>, bodies: web::Data<Bodies>) -> ApiResult<HttpResponse> {
+pub async fn transcriptions(
+    req: HttpRequest,
+    payload: web::Payload,
+    service: web::Data<Service>,
+    bodies: web::Data<Bodies>,
+) -> ApiResult<HttpResponse> {
     let limit = service.config.max_body_bytes;
     if content_length(&req).is_some_and(|len| len > limit + MAX_FIELD_BYTES) {
         return Err(too_large("the request body", limit, "TINGXIE_MAX_BODY_BYTES").into());

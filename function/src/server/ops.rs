@@ -34,7 +34,8 @@ pub async fn metrics(service: web::Data<Service>) -> HttpResponse {
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     let message = format!("no route for {} {}", req.method(), crate::error::bounded(req.path(), 256));
-    HttpResponse::NotFound().json(serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": "no_route"}}))
+    HttpResponse::NotFound()
+        .json(serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": "no_route"}}))
 }
 
 /// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), or a new one:

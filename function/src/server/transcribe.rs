@@ -19,7 +19,9 @@ use crate::service::Service;
 
 /// Raw bodies this endpoint takes; the bytes themselves decide the codec.
 fn is_audio_media_type(media: &str) -> bool {
-    media.is_empty() || media.starts_with("audio/") || matches!(media, "application/octet-stream" | "application/ogg" | "video/ogg" | "video/webm")
+    media.is_empty()
+        || media.starts_with("audio/")
+        || matches!(media, "application/octet-stream" | "application/ogg" | "video/ogg" | "video/webm")
 }
 
 /// The options of a raw-audio request, from its query string (OpenAI's field names).
@@ -38,7 +40,12 @@ pub fn response_format(options: &RequestOptions) -> Result<Format> {
     options.response_format.as_deref().map_or(Ok(Format::Json), str::parse)
 }
 
-pub async fn transcribe(req: HttpRequest, payload: web::Payload, service: web::Data<Service>, bodies: web::Data<Bodies>) -> ApiResult<HttpResponse> {
+pub async fn transcribe(
+    req: HttpRequest,
+    payload: web::Payload,
+    service: web::Data<Service>,
+    bodies: web::Data<Bodies>,
+) -> ApiResult<HttpResponse> {
     let service: Arc<Service> = service.into_inner();
     let media = media_type(&req).unwrap_or_default();
     if media == "application/json" {

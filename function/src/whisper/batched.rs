@@ -8,7 +8,6 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 
-
 use super::backend::WhisperBackend;
 use super::decoding::search::Rng;
 use super::mel::{LogMel, FRAME_SECONDS, WINDOW_FRAMES};

@@ -49,14 +49,9 @@ impl WhisperConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        for (name, state, heads) in [
-            ("encoder", self.n_audio_state, self.n_audio_head),
-            ("decoder", self.n_text_state, self.n_text_head),
-        ] {
+        for (name, state, heads) in [("encoder", self.n_audio_state, self.n_audio_head), ("decoder", self.n_text_state, self.n_text_head)] {
             if heads == 0 || state % heads != 0 {
-                return Err(Error::Model(format!(
-                    "{name}: width {state} is not divisible by {heads} heads"
-                )));
+                return Err(Error::Model(format!("{name}: width {state} is not divisible by {heads} heads")));
             }
         }
         if self.n_audio_state != self.n_text_state {

@@ -53,15 +53,8 @@ pub struct MelFrontend {
 impl MelFrontend {
     pub fn new(n_mels: usize) -> Self {
         // Periodic Hann: np.hanning(401)[:-1], computed in f64 and stored as f32 like numpy's cast.
-        let window = (0..N_FFT)
-            .map(|i| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / N_FFT as f64).cos()) as f32)
-            .collect();
-        MelFrontend {
-            n_mels,
-            filters: slaney_mel_filters(n_mels),
-            window,
-            fft: FftPlanner::new().plan_fft_forward(N_FFT),
-        }
+        let window = (0..N_FFT).map(|i| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / N_FFT as f64).cos()) as f32).collect();
+        MelFrontend { n_mels, filters: slaney_mel_filters(n_mels), window, fft: FftPlanner::new().plan_fft_forward(N_FFT) }
     }
 
     pub fn n_mels(&self) -> usize {
@@ -155,9 +148,7 @@ fn slaney_mel_filters(n_mels: usize) -> Vec<f32> {
     let nyquist = SAMPLE_RATE as f64 / 2.0;
     let fft_freqs: Vec<f64> = (0..bins).map(|i| nyquist * i as f64 / (bins - 1) as f64).collect();
     let (mel_min, mel_max) = (hz_to_mel(0.0), hz_to_mel(nyquist));
-    let mel_points: Vec<f64> = (0..n_mels + 2)
-        .map(|i| mel_to_hz(mel_min + (mel_max - mel_min) * i as f64 / (n_mels + 1) as f64))
-        .collect();
+    let mel_points: Vec<f64> = (0..n_mels + 2).map(|i| mel_to_hz(mel_min + (mel_max - mel_min) * i as f64 / (n_mels + 1) as f64)).collect();
     let mut filters = vec![0.0f32; n_mels * bins];
     for m in 0..n_mels {
         let (lo, center, hi) = (mel_points[m], mel_points[m + 1], mel_points[m + 2]);

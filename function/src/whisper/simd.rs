@@ -26,7 +26,11 @@ pub(crate) use fma_build;
 #[inline(always)]
 pub fn fma<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     // Without the fma feature `mul_add` is a libm call, so only use it in the FMA build.
-    if FMA { a.mul_add(b, c) } else { a * b + c }
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
 }
 
 /// Branch-free exp (Cephes expf): x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-7 series
@@ -55,7 +59,11 @@ pub fn exp<const FMA: bool>(x: f32) -> f32 {
     // n sits in the low mantissa bits of t; (n + 127) << 23 is 2^n as an f32.
     let n_bits = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
     let two_n = f32::from_bits(((n_bits + 127) << 23) as u32);
-    if x < LO { 0.0 } else { y * two_n }
+    if x < LO {
+        0.0
+    } else {
+        y * two_n
+    }
 }
 
 /// `Σ exp(x - shift)` over `values`, f32 exponentials summed in f32 lanes, then in f64: the

@@ -20,9 +20,7 @@ fn read_json(path: &Path) -> Result<Option<Value>> {
         return Ok(None);
     }
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| Error::Model(format!("{}: {e}", path.display())))
+    serde_json::from_str(&text).map(Some).map_err(|e| Error::Model(format!("{}: {e}", path.display())))
 }
 
 fn ids(json: &Value, key: &str) -> Option<Vec<u32>> {
@@ -40,8 +38,8 @@ impl SuppressLists {
         let json = read_json(&path)?.ok_or_else(|| {
             Error::Model(format!("{}: no suppress lists (config.json suppress_ids or generation_config.json)", dir.display()))
         })?;
-        let mut always = ids(&json, "suppress_tokens")
-            .ok_or_else(|| Error::Model(format!("{}: missing `suppress_tokens`", path.display())))?;
+        let mut always =
+            ids(&json, "suppress_tokens").ok_or_else(|| Error::Model(format!("{}: missing `suppress_tokens`", path.display())))?;
         // CTranslate2 adds the control tokens to the list; do the same for identical decoding.
         let s = &tokenizer.specials;
         for id in [s.sot, s.translate, s.transcribe, s.sot_prev - 1, s.sot_prev, s.no_speech] {

@@ -155,15 +155,12 @@ impl WhisperTokenizer {
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer.json");
         let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let file: TokenizerFile =
-            serde_json::from_slice(&text).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+        let file: TokenizerFile = serde_json::from_slice(&text).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
         let mut vocab = file.model.vocab;
         for added in &file.added_tokens {
             vocab.insert(&added.content, added.id);
         }
-        let id = |name: &str| {
-            vocab.controls.get(name).copied().ok_or_else(|| Error::Model(format!("{}: no token {name}", path.display())))
-        };
+        let id = |name: &str| vocab.controls.get(name).copied().ok_or_else(|| Error::Model(format!("{}: no token {name}", path.display())));
         let no_timestamps = id("<|notimestamps|>")?;
         let no_speech = id("<|nospeech|>").or_else(|_| id("<|nocaptions|>"))?;
         let specials = SpecialTokens {
@@ -196,8 +193,7 @@ impl WhisperTokenizer {
     /// byte-level decoder of `tokenizer.json` gives it: the tokens' bytes, invalid UTF-8 replaced.
     pub fn decode(&self, ids: &[u32]) -> String {
         let eot = self.specials.eot;
-        let bytes: Vec<u8> =
-            ids.iter().filter(|&&id| id < eot).filter_map(|&id| self.bytes.get(id as usize)).flatten().copied().collect();
+        let bytes: Vec<u8> = ids.iter().filter(|&&id| id < eot).filter_map(|&id| self.bytes.get(id as usize)).flatten().copied().collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
@@ -208,9 +204,7 @@ impl WhisperTokenizer {
             .get_or_init(|| tokenizers::Tokenizer::from_file(&self.path).map_err(|e| e.to_string()))
             .as_ref()
             .map_err(|e| Error::Model(format!("{}: {e}", self.path.display())))?;
-        let encoding = encoder
-            .encode(text, false)
-            .map_err(|e| Error::InvalidArgument { field: "prompt", reason: e.to_string() })?;
+        let encoding = encoder.encode(text, false).map_err(|e| Error::InvalidArgument { field: "prompt", reason: e.to_string() })?;
         Ok(encoding.get_ids().to_vec())
     }
 

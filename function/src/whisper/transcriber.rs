@@ -14,8 +14,8 @@ use super::decoding::search::{self, Hypothesis, Rng, SearchSettings};
 use super::mel::{LogMel, MelFrontend, FRAME_SECONDS, SAMPLE_RATE, WINDOW_FRAMES};
 use super::model::Whisper;
 use super::session::WindowSession;
-use super::tokenizer::{WhisperTokenizer, TIME_PRECISION};
 use super::suppress::SuppressLists;
+use super::tokenizer::{WhisperTokenizer, TIME_PRECISION};
 use crate::error::{Error, Result};
 use crate::transcript::{Segment, Transcript};
 
@@ -105,7 +105,14 @@ impl<B: WhisperBackend> Transcriber<B> {
 
     /// Windows one after another, each starting at the last timestamp of the one before and
     /// prompted by the text so far.
-    fn transcribe_sequential(&self, mel: &LogMel, mut all_tokens: Vec<u32>, sot_sequence: &[u32], options: &DecodeOptions, rng: &mut Rng) -> Vec<Segment> {
+    fn transcribe_sequential(
+        &self,
+        mel: &LogMel,
+        mut all_tokens: Vec<u32>,
+        sot_sequence: &[u32],
+        options: &DecodeOptions,
+        rng: &mut Rng,
+    ) -> Vec<Segment> {
         let content_frames = mel.content_frames();
         let mut prompt_reset_since = 0;
         let mut segments: Vec<Segment> = Vec::new();
@@ -131,7 +138,13 @@ impl<B: WhisperBackend> Transcriber<B> {
 
     /// Appends a window's pieces `(start s, end s, tokens)`, relative to the window at `seek`,
     /// as segments; empty ones are dropped. Returns the tokens of the segments kept.
-    pub(super) fn push_segments(&self, segments: &mut Vec<Segment>, pieces: Vec<(f64, f64, Vec<u32>)>, seek: usize, result: &WindowResult) -> Vec<u32> {
+    pub(super) fn push_segments(
+        &self,
+        segments: &mut Vec<Segment>,
+        pieces: Vec<(f64, f64, Vec<u32>)>,
+        seek: usize,
+        result: &WindowResult,
+    ) -> Vec<u32> {
         let time_offset = seek as f64 * FRAME_SECONDS;
         let mut kept = Vec::new();
         for (start_ts, end_ts, piece) in pieces {
@@ -170,10 +183,10 @@ impl<B: WhisperBackend> Transcriber<B> {
             return Ok(vec![s.sot]);
         }
         let language = match options.language.as_deref() {
-            Some(code) => self.tokenizer.language_token(code).ok_or_else(|| Error::InvalidArgument {
-                field: "language",
-                reason: format!("unknown language code `{code}`"),
-            })?,
+            Some(code) => self
+                .tokenizer
+                .language_token(code)
+                .ok_or_else(|| Error::InvalidArgument { field: "language", reason: format!("unknown language code `{code}`") })?,
             None => self.detect_language(mel),
         };
         let task = match options.task {
@@ -184,11 +197,7 @@ impl<B: WhisperBackend> Transcriber<B> {
     }
 
     fn language_of(&self, sot_sequence: &[u32]) -> String {
-        sot_sequence
-            .get(1)
-            .and_then(|&t| self.tokenizer.language_code(t))
-            .unwrap_or("en")
-            .to_string()
+        sot_sequence.get(1).and_then(|&t| self.tokenizer.language_code(t)).unwrap_or("en").to_string()
     }
 
     /// The most likely language token after `<|startoftranscript|>` on the first window.
@@ -355,11 +364,8 @@ impl<B: WhisperBackend> Transcriber<B> {
             pieces.push((time(piece[0]), time(piece[piece.len() - 1]), piece));
             last = cut;
         }
-        let next_seek = if single_timestamp_ending {
-            seek + window_frames
-        } else {
-            seek + (tokens[last - 1] - begin) as usize * INPUT_STRIDE
-        };
+        let next_seek =
+            if single_timestamp_ending { seek + window_frames } else { seek + (tokens[last - 1] - begin) as usize * INPUT_STRIDE };
         (pieces, next_seek)
     }
 }

@@ -23,14 +23,8 @@ pub fn speech(file: &str) -> PathBuf {
 }
 
 fn existing_dir(var: &str, default: &str, how: &str) -> PathBuf {
-    let dir = std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(default));
-    assert!(
-        dir.is_dir(),
-        "test model missing at {} (set {var}); create it with {how}",
-        dir.display()
-    );
+    let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(default));
+    assert!(dir.is_dir(), "test model missing at {} (set {var}); create it with {how}", dir.display());
     dir
 }
 
@@ -120,10 +114,7 @@ pub fn read_tsv(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().expect("header").split('\t').collect();
-    lines
-        .filter(|l| !l.is_empty())
-        .map(|l| header.iter().map(|h| h.to_string()).zip(l.split('\t').map(str::to_string)).collect())
-        .collect()
+    lines.filter(|l| !l.is_empty()).map(|l| header.iter().map(|h| h.to_string()).zip(l.split('\t').map(str::to_string)).collect()).collect()
 }
 
 /// A float32 NPY v1 array: (shape, data).
@@ -135,10 +126,7 @@ pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
     assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"), "{header}");
     let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
     let shape: Vec<usize> = shape_text.split(',').filter_map(|s| s.trim().parse().ok()).collect();
-    let data = bytes[10 + header_len..]
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
+    let data = bytes[10 + header_len..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
     (shape, data)
 }
 

@@ -73,18 +73,8 @@ impl Fake {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let headers = req.headers().clone();
-        let body = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let elapsed = self
-            .started
-            .lock()
-            .unwrap()
-            .map(|t| t.elapsed())
-            .unwrap_or_default();
+        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let elapsed = self.started.lock().unwrap().map(|t| t.elapsed()).unwrap_or_default();
         match (method.as_str(), path.as_str()) {
             ("GET", "/health/liveness") => Ok(resp(200, "{}", &[])),
             ("GET", "/health/readiness") if elapsed >= self.ready_after => Ok(resp(200, "{}", &[])),
@@ -110,11 +100,7 @@ impl Fake {
             ("POST", "/transcribe") => {
                 let n = self.transcribe.fetch_add(1, Ordering::SeqCst) + 1;
                 tokio::time::sleep(Duration::from_millis(5)).await;
-                if body.is_empty()
-                    || !headers
-                        .get("content-type")
-                        .is_some_and(|v| v.to_str().unwrap().starts_with("audio/"))
-                {
+                if body.is_empty() || !headers.get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("audio/")) {
                     return Ok(resp(400, r#"{"error":{"message":"empty body"}}"#, &[]));
                 }
                 if let Some(r) = self.maybe_reject(n) {
@@ -124,15 +110,9 @@ impl Fake {
             }
             ("POST", "/v1/audio/transcriptions") => {
                 let n = self.openai.fetch_add(1, Ordering::SeqCst) + 1;
-                let ct = headers
-                    .get("content-type")
-                    .map(|v| v.to_str().unwrap().to_string())
-                    .unwrap_or_default();
+                let ct = headers.get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
                 let text = String::from_utf8_lossy(&body);
-                if !ct.starts_with("multipart/form-data")
-                    || !text.contains("name=\"file\"")
-                    || !text.contains("name=\"model\"")
-                {
+                if !ct.starts_with("multipart/form-data") || !text.contains("name=\"file\"") || !text.contains("name=\"model\"") {
                     return Ok(resp(400, r#"{"error":{"message":"bad multipart"}}"#, &[]));
                 }
                 if let Some(r) = self.maybe_reject(n) {
@@ -143,15 +123,10 @@ impl Fake {
             ("POST", "/") => {
                 self.events.fetch_add(1, Ordering::SeqCst);
                 let ok = headers.get("ce-specversion").is_some_and(|v| v == "1.0")
-                    && headers
-                        .get("ce-type")
-                        .is_some_and(|v| v == "com.amazon.s3.objectcreated");
+                    && headers.get("ce-type").is_some_and(|v| v == "com.amazon.s3.objectcreated");
                 let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                 let rec = &v["Records"][0]["s3"];
-                let (bucket, key) = (
-                    rec["bucket"]["name"].as_str(),
-                    rec["object"]["key"].as_str(),
-                );
+                let (bucket, key) = (rec["bucket"]["name"].as_str(), rec["object"]["key"].as_str());
                 let (Some(bucket), Some(key), true) = (bucket, key, ok) else {
                     return Ok(resp(400, r#"{"error":{"message":"not an S3 event"}}"#, &[]));
                 };
@@ -159,10 +134,10 @@ impl Fake {
                 if !self.objects.lock().unwrap().contains_key(&audio_key) {
                     return Ok(resp(404, r#"{"error":{"message":"no such object"}}"#, &[]));
                 }
-                self.objects.lock().unwrap().insert(
-                    format!("/{bucket}/transcripts/{key}.json"),
-                    Bytes::from_static(br#"{"text":"the quick brown fox"}"#),
-                );
+                self.objects
+                    .lock()
+                    .unwrap()
+                    .insert(format!("/{bucket}/transcripts/{key}.json"), Bytes::from_static(br#"{"text":"the quick brown fox"}"#));
                 let data = serde_json::json!({"outputs": [format!("s3://{bucket}/transcripts/{key}.json")], "duration": 2.0});
                 Ok(resp(
                     200,
@@ -185,11 +160,7 @@ impl Fake {
                 Some(b) => Ok(resp(
                     200,
                     b.clone(),
-                    &[
-                        ("etag", "\"abc\"".into()),
-                        ("last-modified", HTTP_DATE.into()),
-                        ("content-length", b.len().to_string()),
-                    ],
+                    &[("etag", "\"abc\"".into()), ("last-modified", HTTP_DATE.into()), ("content-length", b.len().to_string())],
                 )),
                 None => Ok(resp(
                     404,
@@ -212,9 +183,7 @@ pub async fn serve(fake: Arc<Fake>, listener: TcpListener) {
         let fake = fake.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| fake.clone().handle(req));
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }
@@ -222,10 +191,7 @@ pub async fn serve(fake: Arc<Fake>, listener: TcpListener) {
 /// Starts a fake on a free loopback port; returns it and its base URL.
 pub async fn start(fake: Fake) -> (Arc<Fake>, String) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!(
-        "http://127.0.0.1:{}/",
-        listener.local_addr().unwrap().port()
-    );
+    let base = format!("http://127.0.0.1:{}/", listener.local_addr().unwrap().port());
     let fake = Arc::new(fake);
     tokio::spawn(serve(fake.clone(), listener));
     (fake, base)

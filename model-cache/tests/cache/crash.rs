@@ -17,17 +17,11 @@ async fn wait_for_bytes(proxy: &Proxy, bytes: u64) {
 }
 
 fn markers_under(dir: &Path) -> Vec<String> {
-    tree(dir)
-        .into_iter()
-        .filter(|p| p.ends_with("complete.json"))
-        .collect()
+    tree(dir).into_iter().filter(|p| p.ends_with("complete.json")).collect()
 }
 
 fn part_files_under(dir: &Path) -> Vec<String> {
-    tree(dir)
-        .into_iter()
-        .filter(|p| p.ends_with(".part"))
-        .collect()
+    tree(dir).into_iter().filter(|p| p.ends_with(".part")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,10 +45,7 @@ async fn server_killed_mid_download_leaves_no_marker_and_the_next_run_completes(
     let err = pull.await.unwrap().unwrap_err();
     assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
     assert!(err.is_retryable());
-    assert!(
-        markers_under(dir.path()).is_empty(),
-        "no completion marker after a failed pull"
-    );
+    assert!(markers_under(dir.path()).is_empty(), "no completion marker after a failed pull");
     assert!(cache.list().iter().all(|e| !e.complete));
 
     // The server comes back (empty, as moto keeps data in memory): same objects uploaded again.
@@ -81,21 +72,13 @@ async fn client_sigkilled_mid_download_leaves_no_marker_and_the_next_run_complet
     let dir = TempDir::new("kill-client");
     let uri = "s3://kill-client/m/";
 
-    let mut child = child_command(dir.path(), &proxy.endpoint(), uri)
-        .spawn()
-        .unwrap();
+    let mut child = child_command(dir.path(), &proxy.endpoint(), uri).spawn().unwrap();
     wait_for_bytes(&proxy, 4 * MIB as u64).await;
     child.start_kill().unwrap(); // SIGKILL
     child.wait().await.unwrap();
 
-    assert!(
-        markers_under(dir.path()).is_empty(),
-        "no completion marker after a kill"
-    );
-    assert!(
-        !part_files_under(dir.path()).is_empty(),
-        "the kill happened mid-download"
-    );
+    assert!(markers_under(dir.path()).is_empty(), "no completion marker after a kill");
+    assert!(!part_files_under(dir.path()).is_empty(), "the kill happened mid-download");
     let cache = ModelCache::new(config(dir.path(), &proxy.endpoint())).unwrap();
     let problems = cache.verify();
     assert_eq!(problems.len(), 1, "{problems:?}");
@@ -105,10 +88,7 @@ async fn client_sigkilled_mid_download_leaves_no_marker_and_the_next_run_complet
     let model = cache.ensure(uri).await.unwrap();
     assert_eq!(model.outcome, Outcome::Miss);
     assert_same_files(&model.path, &files);
-    assert!(
-        part_files_under(dir.path()).is_empty(),
-        "temp files cleaned up"
-    );
+    assert!(part_files_under(dir.path()).is_empty(), "temp files cleaned up");
     assert!(cache.verify().is_empty());
 }
 
@@ -167,17 +147,10 @@ async fn store_down_without_a_copy_is_a_clear_retryable_error() {
     let cache = ModelCache::new(config(dir.path(), &proxy.endpoint())).unwrap();
     let t = Instant::now();
     let err = cache.ensure("s3://down/m").await.unwrap_err();
-    assert!(
-        t.elapsed() < Duration::from_secs(30),
-        "gave up after {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(30), "gave up after {:?}", t.elapsed());
     assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
     assert!(err.is_retryable());
-    assert!(
-        err.to_string().contains("no complete copy is cached"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("no complete copy is cached"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,30 +169,21 @@ async fn corrupted_file_is_reported_by_verify_and_repaired_by_the_next_ensure() 
     let mtime = std::fs::metadata(&model_bin).unwrap().modified().unwrap();
     {
         use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&model_bin)
-            .unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&model_bin).unwrap();
         f.write_all_at(b"garbage!", 3 * MIB as u64).unwrap();
         f.set_modified(mtime).unwrap();
     }
     let problems = cache.verify();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].path.ends_with("model.bin"));
-    assert!(matches!(
-        problems[0].problem,
-        Problem::ChecksumMismatch { .. }
-    ));
+    assert!(matches!(problems[0].problem, Problem::ChecksumMismatch { .. }));
 
     proxy.clear();
     let model = cache.ensure("s3://corrupt/m").await.unwrap();
     assert_eq!(model.outcome, Outcome::Repaired);
     assert_same_files(&model.path, &files);
     assert_eq!(proxy.object_gets("/corrupt/m/model.bin").len(), 3);
-    assert!(
-        proxy.object_gets("/corrupt/m/tokenizer.json").is_empty(),
-        "only the damaged file is fetched"
-    );
+    assert!(proxy.object_gets("/corrupt/m/tokenizer.json").is_empty(), "only the damaged file is fetched");
     assert!(cache.verify().is_empty());
 }
 
@@ -246,10 +210,7 @@ async fn tampered_file_is_noticed_by_ensure_itself() {
 /// After a rejected download: no completion marker, and `model.bin` never reached `model/`.
 fn assert_model_bin_never_in_place(dir: &Path) {
     assert!(markers_under(dir).is_empty());
-    assert!(
-        !tree(dir).iter().any(|p| p.ends_with("model/model.bin")),
-        "never put in place"
-    );
+    assert!(!tree(dir).iter().any(|p| p.ends_with("model/model.bin")), "never put in place");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,19 +221,14 @@ async fn checksum_mismatch_after_a_second_fetch_is_corrupt() {
     upload(moto, "bad-sums", "m", &files, false).await;
     let mut lying = files.clone();
     lying.insert("model.bin".into(), random_bytes(MIB, 99));
-    moto.put("bad-sums", "m/sha256sums", &checksums(&lying))
-        .await;
+    moto.put("bad-sums", "m/sha256sums", &checksums(&lying)).await;
     let proxy = Proxy::start(moto.port).await;
     let dir = TempDir::new("bad-sums");
     let cache = ModelCache::new(config(dir.path(), &proxy.endpoint())).unwrap();
 
     let err = cache.ensure("s3://bad-sums/m").await.unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
-    assert_eq!(
-        proxy.object_gets("/bad-sums/m/model.bin").len(),
-        2,
-        "fetched again once"
-    );
+    assert_eq!(proxy.object_gets("/bad-sums/m/model.bin").len(), 2, "fetched again once");
     assert_model_bin_never_in_place(dir.path());
 }
 
@@ -290,8 +246,7 @@ async fn files_hashed_while_downloading_record_their_true_sha256() {
     // sha256sums lists all but one file; that one is hashed all the same.
     let mut listed = files.clone();
     listed.remove("tokenizer.json");
-    moto.put("hash-along", "m/sha256sums", &checksums(&listed))
-        .await;
+    moto.put("hash-along", "m/sha256sums", &checksums(&listed)).await;
     let dir = TempDir::new("hash-along");
     let mut cfg = config(dir.path(), &moto.endpoint());
     cfg.chunk_size = 64 * 1024;
@@ -303,8 +258,7 @@ async fn files_hashed_while_downloading_record_their_true_sha256() {
     assert_same_files(&model.path, &files);
     let markers = markers_under(dir.path());
     assert_eq!(markers.len(), 1, "{markers:?}");
-    let marker: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join(&markers[0])).unwrap()).unwrap();
+    let marker: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join(&markers[0])).unwrap()).unwrap();
     for (name, data) in &files {
         let rec = marker["files"]
             .as_array()
@@ -332,8 +286,7 @@ async fn multi_range_checksum_mismatch_is_never_put_in_place() {
     let last = wrong.len() - 1;
     wrong[last] ^= 1;
     lying.insert("model.bin".into(), wrong);
-    moto.put("bad-sums-ranges", "m/sha256sums", &checksums(&lying))
-        .await;
+    moto.put("bad-sums-ranges", "m/sha256sums", &checksums(&lying)).await;
     let proxy = Proxy::start(moto.port).await;
     let dir = TempDir::new("bad-sums-ranges");
     let mut cfg = config(dir.path(), &proxy.endpoint());
@@ -343,11 +296,7 @@ async fn multi_range_checksum_mismatch_is_never_put_in_place() {
 
     let err = cache.ensure("s3://bad-sums-ranges/m").await.unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
-    assert_eq!(
-        proxy.object_gets("/bad-sums-ranges/m/model.bin").len(),
-        2 * 13,
-        "13 ranges, fetched twice"
-    );
+    assert_eq!(proxy.object_gets("/bad-sums-ranges/m/model.bin").len(), 2 * 13, "13 ranges, fetched twice");
     assert_model_bin_never_in_place(dir.path());
     assert!(part_files_under(dir.path()).is_empty());
 }
@@ -371,9 +320,7 @@ async fn full_disk_is_a_clear_error() {
     let cache = ModelCache::new(config(mount.path(), &moto.endpoint())).unwrap();
     let err = cache.ensure("s3://disk-full/m").await.unwrap_err();
     let marker_count = markers_under(mount.path()).len();
-    let _ = std::process::Command::new("umount")
-        .arg(mount.path())
-        .status();
+    let _ = std::process::Command::new("umount").arg(mount.path()).status();
     assert!(matches!(err, Error::DiskFull { .. }), "{err:?}");
     assert!(!err.is_retryable());
     assert_eq!(marker_count, 0);

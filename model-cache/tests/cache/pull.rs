@@ -22,11 +22,7 @@ async fn cold_pull_then_warm_hit_fetches_no_model_file() {
     let cache = ModelCache::new(config(dir.path(), &proxy.endpoint())).unwrap();
     let t = Instant::now();
     let cold = cache.ensure(uri).await.unwrap();
-    eprintln!(
-        "cold pull of {} bytes: {:?}",
-        cold.bytes_downloaded,
-        t.elapsed()
-    );
+    eprintln!("cold pull of {} bytes: {:?}", cold.bytes_downloaded, t.elapsed());
     assert_eq!(cold.outcome, Outcome::Miss);
     assert!(cold.path.starts_with(dir.path()));
     assert_same_files(&cold.path, &files);
@@ -34,10 +30,7 @@ async fn cold_pull_then_warm_hit_fetches_no_model_file() {
     assert_eq!(cold.bytes_downloaded, expected as u64);
     let ranged = proxy.object_gets("/cold-warm/models/synthetic/model.bin");
     assert_eq!(ranged.len(), 10, "20 MiB in 2 MiB ranges: {ranged:?}");
-    assert!(
-        ranged.iter().all(|r| r.range.is_some()),
-        "every GET is ranged: {ranged:?}"
-    );
+    assert!(ranged.iter().all(|r| r.range.is_some()), "every GET is ranged: {ranged:?}");
     assert!(proxy.max_open() >= 2, "ranges were fetched in parallel");
     drop(cold);
     drop(cache);
@@ -48,11 +41,7 @@ async fn cold_pull_then_warm_hit_fetches_no_model_file() {
     let warm = cache.ensure(uri).await.unwrap();
     assert_eq!(warm.outcome, Outcome::Hit);
     assert_eq!(warm.bytes_downloaded, 0);
-    assert!(
-        proxy.object_gets("/models/").is_empty(),
-        "GETs on a hit: {:?}",
-        proxy.requests()
-    );
+    assert!(proxy.object_gets("/models/").is_empty(), "GETs on a hit: {:?}", proxy.requests());
     assert_same_files(&warm.path, &files);
 }
 
@@ -101,12 +90,7 @@ async fn fixture_model_cold_pull_then_warm_hit() {
         return;
     };
     let model_dir = PathBuf::from(model_dir);
-    let names = [
-        "config.json",
-        "model.bin",
-        "tokenizer.json",
-        "vocabulary.txt",
-    ];
+    let names = ["config.json", "model.bin", "tokenizer.json", "vocabulary.txt"];
     for n in names {
         assert!(
             model_dir.join(n).is_file(),
@@ -114,10 +98,7 @@ async fn fixture_model_cold_pull_then_warm_hit() {
             model_dir.display()
         );
     }
-    let files: BTreeMap<String, Vec<u8>> = names
-        .iter()
-        .map(|n| (n.to_string(), std::fs::read(model_dir.join(n)).unwrap()))
-        .collect();
+    let files: BTreeMap<String, Vec<u8>> = names.iter().map(|n| (n.to_string(), std::fs::read(model_dir.join(n)).unwrap())).collect();
     let moto = moto::shared();
     moto.create_bucket("fixture");
     upload(moto, "fixture", "models/whisper-tiny-en", &files, true).await;
@@ -128,16 +109,8 @@ async fn fixture_model_cold_pull_then_warm_hit() {
     cfg.chunk_size = 8 * MIB as u64;
 
     let t = Instant::now();
-    let cold = ModelCache::new(cfg.clone())
-        .unwrap()
-        .ensure(uri)
-        .await
-        .unwrap();
-    eprintln!(
-        "fixture cold pull: {} bytes in {:?}",
-        cold.bytes_downloaded,
-        t.elapsed()
-    );
+    let cold = ModelCache::new(cfg.clone()).unwrap().ensure(uri).await.unwrap();
+    eprintln!("fixture cold pull: {} bytes in {:?}", cold.bytes_downloaded, t.elapsed());
     assert_eq!(cold.outcome, Outcome::Miss);
     assert_same_files(&cold.path, &files);
     assert_eq!(
@@ -151,11 +124,7 @@ async fn fixture_model_cold_pull_then_warm_hit() {
     proxy.clear();
     let warm = ModelCache::new(cfg).unwrap().ensure(uri).await.unwrap();
     assert_eq!(warm.outcome, Outcome::Hit);
-    assert!(
-        proxy.object_gets("/models/").is_empty(),
-        "GETs on a hit: {:?}",
-        proxy.requests()
-    );
+    assert!(proxy.object_gets("/models/").is_empty(), "GETs on a hit: {:?}", proxy.requests());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,11 +142,7 @@ async fn concurrent_ensures_in_one_process_download_once() {
     let mut outcomes: Vec<_> = [a, b, c].into_iter().map(|r| r.unwrap().outcome).collect();
     outcomes.sort_by_key(|o| o.as_str());
     assert_eq!(outcomes, [Outcome::Hit, Outcome::Hit, Outcome::Miss]);
-    assert_eq!(
-        proxy.object_gets("/single-flight/m/model.bin").len(),
-        3,
-        "5 MiB in 2 MiB ranges, once"
-    );
+    assert_eq!(proxy.object_gets("/single-flight/m/model.bin").len(), 3, "5 MiB in 2 MiB ranges, once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,12 +157,8 @@ async fn two_processes_at_once_download_once() {
     let dir = TempDir::new("two-procs");
     let uri = "s3://two-procs/models/m/";
 
-    let one = child_command(dir.path(), &proxy.endpoint(), uri)
-        .spawn()
-        .unwrap();
-    let two = child_command(dir.path(), &proxy.endpoint(), uri)
-        .spawn()
-        .unwrap();
+    let one = child_command(dir.path(), &proxy.endpoint(), uri).spawn().unwrap();
+    let two = child_command(dir.path(), &proxy.endpoint(), uri).spawn().unwrap();
     let (one, two) = tokio::join!(one.wait_with_output(), two.wait_with_output());
     let mut results = Vec::new();
     for out in [one.unwrap(), two.unwrap()] {
@@ -212,28 +173,16 @@ async fn two_processes_at_once_download_once() {
         assert_eq!(r["ok"], true, "{r}");
         results.push(r);
     }
-    let mut outcomes: Vec<&str> = results
-        .iter()
-        .map(|r| r["outcome"].as_str().unwrap())
-        .collect();
+    let mut outcomes: Vec<&str> = results.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
     outcomes.sort();
-    assert_eq!(
-        outcomes,
-        ["hit", "miss"],
-        "one process downloads, the other waits and reuses"
-    );
+    assert_eq!(outcomes, ["hit", "miss"], "one process downloads, the other waits and reuses");
     assert_eq!(results[0]["path"], results[1]["path"]);
     for name in files.keys() {
-        let gets = proxy
-            .object_gets(&format!("/two-procs/models/m/{name}"))
-            .len();
+        let gets = proxy.object_gets(&format!("/two-procs/models/m/{name}")).len();
         let expected = if name == "model.bin" { 10 } else { 1 };
         assert_eq!(gets, expected, "GETs of {name}: {:?}", proxy.requests());
     }
-    assert_same_files(
-        PathBuf::from(results[0]["path"].as_str().unwrap()).as_path(),
-        &files,
-    );
+    assert_same_files(PathBuf::from(results[0]["path"].as_str().unwrap()).as_path(), &files);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,10 +223,7 @@ async fn missing_model_is_not_found_and_not_retryable() {
     moto.create_bucket("empty");
     let dir = TempDir::new("missing");
     let cache = ModelCache::new(config(dir.path(), &moto.endpoint())).unwrap();
-    let err = cache
-        .ensure("s3://empty/models/nothing/")
-        .await
-        .unwrap_err();
+    let err = cache.ensure("s3://empty/models/nothing/").await.unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
     assert!(!err.is_retryable());
     let err = cache.ensure("s3://no-such-bucket/m/").await.unwrap_err();
@@ -305,11 +251,7 @@ async fn http_uri_takes_its_file_list_from_sha256sums() {
     proxy.clear();
     let warm = cache.ensure(&uri).await.unwrap();
     assert_eq!(warm.outcome, Outcome::Hit);
-    assert!(
-        proxy.object_gets("model.bin").is_empty(),
-        "{:?}",
-        proxy.requests()
-    );
+    assert!(proxy.object_gets("model.bin").is_empty(), "{:?}", proxy.requests());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,10 +264,7 @@ async fn file_uri_is_copied_and_a_plain_path_is_used_in_place() {
     let dir = TempDir::new("file-cache");
     let cache = ModelCache::new(config(dir.path(), "http://127.0.0.1:9")).unwrap();
 
-    let copied = cache
-        .ensure(&format!("file://{}", src.path().display()))
-        .await
-        .unwrap();
+    let copied = cache.ensure(&format!("file://{}", src.path().display())).await.unwrap();
     assert_eq!(copied.outcome, Outcome::Miss);
     assert!(copied.path.starts_with(dir.path()));
     assert_same_files(&copied.path, &files);
@@ -346,9 +285,7 @@ async fn cli_subcommands_run() {
     upload(moto, "cli", "m", &files, true).await;
     let dir = TempDir::new("cli");
     let cfg = config(dir.path(), &moto.endpoint());
-    let prefetch = CacheCommand::Prefetch {
-        uri: "s3://cli/m/".into(),
-    };
+    let prefetch = CacheCommand::Prefetch { uri: "s3://cli/m/".into() };
     assert_eq!(run(prefetch, cfg.clone()).await.unwrap(), 0);
     assert_eq!(run(CacheCommand::Ls, cfg.clone()).await.unwrap(), 0);
     assert_eq!(run(CacheCommand::Verify, cfg.clone()).await.unwrap(), 0);

@@ -10,23 +10,13 @@ async fn hostile_uris_and_object_names_stay_inside_the_cache() {
     moto.create_bucket("hostile");
     // Object names with `..` segments and an empty segment, written past object_store (which
     // refuses them) with raw requests; moto decodes %2E and %2F into the key.
-    for key in [
-        "evil/%2E%2E/%2E%2E/%2E%2E/escape.txt",
-        "evil/x/..%2F..%2F..%2Fescape2.txt",
-        "evil2//escape3.txt",
-    ] {
-        let status =
-            http::raw_request(moto.port, "PUT", &format!("/hostile/{key}"), &[], b"pwned").unwrap();
+    for key in ["evil/%2E%2E/%2E%2E/%2E%2E/escape.txt", "evil/x/..%2F..%2F..%2Fescape2.txt", "evil2//escape3.txt"] {
+        let status = http::raw_request(moto.port, "PUT", &format!("/hostile/{key}"), &[], b"pwned").unwrap();
         assert!(status.starts_with("HTTP/1.1 200"), "{key}: {status}");
     }
     let odd = synthetic_model(64 * 1024, 20);
     for (name, data) in &odd {
-        moto.put_raw(
-            "hostile",
-            &format!("models/we ird ü $(x) ;'&=,@!/{name}"),
-            data,
-            &[],
-        );
+        moto.put_raw("hostile", &format!("models/we ird ü $(x) ;'&=,@!/{name}"), data, &[]);
     }
 
     let root = TempDir::new("hostile");
@@ -52,39 +42,16 @@ async fn hostile_uris_and_object_names_stay_inside_the_cache() {
         assert!(!err.is_retryable(), "{uri}: {err:?}");
         eprintln!("{uri}: {err}");
     }
-    let model = cache
-        .ensure("s3://hostile/models/we ird ü $(x) ;'&=,@!/")
-        .await
-        .unwrap();
+    let model = cache.ensure("s3://hostile/models/we ird ü $(x) ;'&=,@!/").await.unwrap();
     assert_eq!(model.outcome, Outcome::Miss);
     assert_same_files(&model.path, &odd);
     assert!(model.path.starts_with(&cache_dir));
-    let folder = model
-        .path
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap();
-    assert!(
-        folder
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
-        "{folder}"
-    );
+    let folder = model.path.parent().unwrap().parent().unwrap().file_name().unwrap().to_str().unwrap();
+    assert!(folder.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)), "{folder}");
 
     // Nothing was written next to the cache, and nothing named escape* anywhere.
-    let outside: Vec<String> = tree(root.path())
-        .into_iter()
-        .filter(|p| !p.starts_with("cache"))
-        .collect();
+    let outside: Vec<String> = tree(root.path()).into_iter().filter(|p| !p.starts_with("cache")).collect();
     assert!(outside.is_empty(), "{outside:?}");
-    let escaped: Vec<String> = tree(root.path())
-        .into_iter()
-        .filter(|p| p.contains("escape"))
-        .collect();
+    let escaped: Vec<String> = tree(root.path()).into_iter().filter(|p| p.contains("escape")).collect();
     assert!(escaped.is_empty(), "{escaped:?}");
 }

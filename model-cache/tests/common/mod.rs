@@ -22,12 +22,8 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(label: &str) -> TempDir {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("mc-test-{label}-{}-{nanos}", std::process::id()));
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+        let dir = std::env::temp_dir().join(format!("mc-test-{label}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }
@@ -57,19 +53,13 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A Whisper-like model folder: a large `model.bin` and three small files.
 pub fn synthetic_model(model_bin_len: usize, seed: u64) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
-    files.insert(
-        "config.json".into(),
-        br#"{"d_model": 384, "synthetic": true}"#.to_vec(),
-    );
+    files.insert("config.json".into(), br#"{"d_model": 384, "synthetic": true}"#.to_vec());
     files.insert("model.bin".into(), random_bytes(model_bin_len, seed));
     files.insert("tokenizer.json".into(), random_bytes(200_000, seed + 1));
     files.insert("vocabulary.txt".into(), b"hello\nworld\n".repeat(1000));
@@ -78,27 +68,16 @@ pub fn synthetic_model(model_bin_len: usize, seed: u64) -> BTreeMap<String, Vec<
 
 /// `sha256sum` output for `files`.
 pub fn checksums(files: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
-    files
-        .iter()
-        .map(|(n, d)| format!("{}  {n}\n", sha256_hex(d)))
-        .collect::<String>()
-        .into_bytes()
+    files.iter().map(|(n, d)| format!("{}  {n}\n", sha256_hex(d))).collect::<String>().into_bytes()
 }
 
 /// Uploads `files` under `prefix/`, plus `prefix/sha256sums` when `with_sums`.
-pub async fn upload(
-    moto: &Moto,
-    bucket: &str,
-    prefix: &str,
-    files: &BTreeMap<String, Vec<u8>>,
-    with_sums: bool,
-) {
+pub async fn upload(moto: &Moto, bucket: &str, prefix: &str, files: &BTreeMap<String, Vec<u8>>, with_sums: bool) {
     for (name, data) in files {
         moto.put(bucket, &format!("{prefix}/{name}"), data).await;
     }
     if with_sums {
-        moto.put(bucket, &format!("{prefix}/sha256sums"), &checksums(files))
-            .await;
+        moto.put(bucket, &format!("{prefix}/sha256sums"), &checksums(files)).await;
     }
 }
 
@@ -128,12 +107,7 @@ pub fn config(cache_dir: &Path, endpoint: &str) -> CacheConfig {
 pub fn assert_same_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>) {
     for (name, data) in files {
         let got = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(
-            got == *data,
-            "{name} differs from the source ({} vs {} bytes)",
-            got.len(),
-            data.len()
-        );
+        assert!(got == *data, "{name} differs from the source ({} vs {} bytes)", got.len(), data.len());
     }
 }
 
@@ -160,18 +134,13 @@ pub fn tree(dir: &Path) -> Vec<String> {
 /// cache (see `child_process_entry` in the tests) and prints its result.
 pub fn child_command(cache_dir: &Path, endpoint: &str, uri: &str) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        "child_process_entry",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env("TINGXIE_TEST_CHILD_CACHE", cache_dir)
-    .env("TINGXIE_TEST_CHILD_ENDPOINT", endpoint)
-    .env("TINGXIE_TEST_CHILD_URI", uri)
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .kill_on_drop(true);
+    cmd.args(["--exact", "child_process_entry", "--nocapture", "--test-threads=1"])
+        .env("TINGXIE_TEST_CHILD_CACHE", cache_dir)
+        .env("TINGXIE_TEST_CHILD_ENDPOINT", endpoint)
+        .env("TINGXIE_TEST_CHILD_URI", uri)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
     cmd
 }
 
@@ -184,8 +153,5 @@ pub fn child_result(stdout: &[u8]) -> Option<serde_json::Value> {
 }
 
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
 }

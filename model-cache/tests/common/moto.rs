@@ -19,11 +19,7 @@ pub struct Moto {
 fn moto_binary() -> PathBuf {
     if let Ok(p) = std::env::var("TINGXIE_MOTO_SERVER") {
         let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "TINGXIE_MOTO_SERVER={} does not exist",
-            p.display()
-        );
+        assert!(p.is_file(), "TINGXIE_MOTO_SERVER={} does not exist", p.display());
         return p;
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -41,11 +37,7 @@ fn moto_binary() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Moto {
@@ -89,13 +81,8 @@ impl Moto {
     }
 
     pub fn create_bucket(&self, bucket: &str) {
-        let status =
-            crate::common::http::raw_request(self.port, "PUT", &format!("/{bucket}"), &[], b"")
-                .expect("create bucket");
-        assert!(
-            status.starts_with("HTTP/1.1 200"),
-            "create bucket {bucket}: {status}"
-        );
+        let status = crate::common::http::raw_request(self.port, "PUT", &format!("/{bucket}"), &[], b"").expect("create bucket");
+        assert!(status.starts_with("HTTP/1.1 200"), "create bucket {bucket}: {status}");
     }
 
     /// An object_store client talking to moto directly (uploads are not counted).
@@ -113,10 +100,7 @@ impl Moto {
 
     pub async fn put(&self, bucket: &str, key: &str, data: &[u8]) {
         self.client(bucket)
-            .put(
-                &object_store::path::Path::from(key),
-                PutPayload::from(data.to_vec()),
-            )
+            .put(&object_store::path::Path::from(key), PutPayload::from(data.to_vec()))
             .await
             .unwrap_or_else(|e| panic!("upload {key}: {e}"));
     }
@@ -134,15 +118,12 @@ impl Moto {
         let encoded: String = key
             .bytes()
             .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                    (b as char).to_string()
-                }
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
                 _ => format!("%{b:02X}"),
             })
             .collect();
         let target = format!("/{bucket}/{encoded}");
-        let status = crate::common::http::raw_request(self.port, "PUT", &target, headers, data)
-            .expect("upload");
+        let status = crate::common::http::raw_request(self.port, "PUT", &target, headers, data).expect("upload");
         assert!(status.starts_with("HTTP/1.1 200"), "upload {key}: {status}");
     }
 }

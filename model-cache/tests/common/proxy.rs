@@ -101,12 +101,7 @@ impl Proxy {
 
     /// GETs of objects (not listings) whose path contains `needle`.
     pub fn object_gets(&self, needle: &str) -> Vec<Request> {
-        self.requests()
-            .into_iter()
-            .filter(|r| {
-                r.method == "GET" && !r.target.contains("list-type") && r.target.contains(needle)
-            })
-            .collect()
+        self.requests().into_iter().filter(|r| r.method == "GET" && !r.target.contains("list-type") && r.target.contains(needle)).collect()
     }
 
     pub fn response_bytes(&self) -> u64 {
@@ -126,11 +121,10 @@ impl Drop for Proxy {
 }
 
 async fn connection(client: TcpStream, state: Arc<State>) {
-    let upstream =
-        match TcpStream::connect(("127.0.0.1", state.upstream.load(Ordering::SeqCst))).await {
-            Ok(s) => s,
-            Err(_) => return, // dropping the client connection: the store is unreachable
-        };
+    let upstream = match TcpStream::connect(("127.0.0.1", state.upstream.load(Ordering::SeqCst))).await {
+        Ok(s) => s,
+        Err(_) => return, // dropping the client connection: the store is unreachable
+    };
     let open = state.open.fetch_add(1, Ordering::SeqCst) + 1;
     state.max_open.fetch_max(open, Ordering::SeqCst);
     let (cr, cw) = client.into_split();
@@ -145,11 +139,7 @@ async fn connection(client: TcpStream, state: Arc<State>) {
 }
 
 /// Client to server: parses each request head to log it, then forwards head and body.
-async fn requests(
-    client: impl AsyncRead + Unpin,
-    mut upstream: impl AsyncWrite + Unpin,
-    state: Arc<State>,
-) -> std::io::Result<()> {
+async fn requests(client: impl AsyncRead + Unpin, mut upstream: impl AsyncWrite + Unpin, state: Arc<State>) -> std::io::Result<()> {
     let mut reader = BufReader::new(client);
     loop {
         let mut head = Vec::new();
@@ -165,10 +155,7 @@ async fn requests(
         let text = String::from_utf8_lossy(&head).to_string();
         let mut lines = text.split("\r\n");
         let mut first = lines.next().unwrap_or("").split(' ');
-        let (method, target) = (
-            first.next().unwrap_or("").to_string(),
-            first.next().unwrap_or("").to_string(),
-        );
+        let (method, target) = (first.next().unwrap_or("").to_string(), first.next().unwrap_or("").to_string());
         let mut length = 0u64;
         let mut range = None;
         for line in lines {
@@ -180,30 +167,18 @@ async fn requests(
                 }
             }
         }
-        state.requests.lock().unwrap().push(Request {
-            method,
-            target,
-            range,
-        });
+        state.requests.lock().unwrap().push(Request { method, target, range });
         upstream.write_all(&head).await?;
         tokio::io::copy(&mut (&mut reader).take(length), &mut upstream).await?;
     }
 }
 
 /// Server to client: a plain copy, optionally throttled.
-async fn responses(
-    mut upstream: impl AsyncRead + Unpin,
-    mut client: impl AsyncWrite + Unpin,
-    state: Arc<State>,
-) -> std::io::Result<()> {
+async fn responses(mut upstream: impl AsyncRead + Unpin, mut client: impl AsyncWrite + Unpin, state: Arc<State>) -> std::io::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let bps = state.throttle_bps.load(Ordering::SeqCst);
-        let cap = if bps > 0 {
-            buf.len().min(16 * 1024)
-        } else {
-            buf.len()
-        };
+        let cap = if bps > 0 { buf.len().min(16 * 1024) } else { buf.len() };
         let n = upstream.read(&mut buf[..cap]).await?;
         if n == 0 {
             return Ok(());

@@ -7,45 +7,27 @@ use super::fixtures::*;
 
 #[test]
 fn event_errors_say_where() {
-    assert!(
-        matches!(from_cloudevent("com.example.other", "s", None, None), Err(EventError::UnknownType(t)) if t == "com.example.other")
-    );
-    assert!(matches!(
-        from_webhook(&json!({"hello": "world"})),
-        Err(EventError::UnrecognizedWebhook(_))
-    ));
+    assert!(matches!(from_cloudevent("com.example.other", "s", None, None), Err(EventError::UnknownType(t)) if t == "com.example.other"));
+    assert!(matches!(from_webhook(&json!({"hello": "world"})), Err(EventError::UnrecognizedWebhook(_))));
     let mut body = v(S3_NOTIFICATION);
-    body["Records"][0]["s3"]["object"]
-        .as_object_mut()
-        .unwrap()
-        .remove("key");
+    body["Records"][0]["s3"]["object"].as_object_mut().unwrap().remove("key");
     match from_webhook(&body).unwrap_err() {
         EventError::MissingField { event_type, field } => {
-            assert_eq!(
-                (event_type.as_str(), field.as_str()),
-                ("s3-notification", "Records[0].s3.object.key")
-            )
+            assert_eq!((event_type.as_str(), field.as_str()), ("s3-notification", "Records[0].s3.object.key"))
         }
         e => panic!("{e}"),
     }
     let mut body = v(MINIO);
     body["Records"][0]["s3"]["object"]["key"] = json!("a%2F..%2Fb");
     match from_webhook(&body).unwrap_err() {
-        EventError::InvalidField {
-            event_type, field, ..
-        } => {
-            assert_eq!(
-                (event_type.as_str(), field.as_str()),
-                ("minio-notification", "Records[0].s3.object.key")
-            )
+        EventError::InvalidField { event_type, field, .. } => {
+            assert_eq!((event_type.as_str(), field.as_str()), ("minio-notification", "Records[0].s3.object.key"))
         }
         e => panic!("{e}"),
     }
     let mut body = v(S3_NOTIFICATION);
     body["Records"][0]["s3"]["object"]["size"] = json!("big");
-    assert!(
-        matches!(from_webhook(&body), Err(EventError::InvalidField { field, .. }) if field == "Records[0].s3.object.size")
-    );
+    assert!(matches!(from_webhook(&body), Err(EventError::InvalidField { field, .. }) if field == "Records[0].s3.object.size"));
     let mut data = v(GCS);
     data["bucket"] = json!("bad/bucket");
     assert!(
@@ -53,22 +35,11 @@ fn event_errors_say_where() {
     );
     for ty in ACCEPTED_EVENT_TYPES {
         let e = from_cloudevent(ty, "s", None, None).unwrap_err();
-        assert!(
-            !matches!(e, EventError::UnknownType(_)),
-            "{ty} has no parser"
-        );
+        assert!(!matches!(e, EventError::UnknownType(_)), "{ty} has no parser");
     }
-    assert!(matches!(
-        from_cloudevent("com.amazonaws.s3.ObjectRemoved:Delete", "s", None, None),
-        Err(EventError::UnknownType(_))
-    ));
-    let msg = from_cloudevent("x", "s", None, None)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        msg.contains("google.cloud.storage.object.v1.finalized"),
-        "{msg}"
-    );
+    assert!(matches!(from_cloudevent("com.amazonaws.s3.ObjectRemoved:Delete", "s", None, None), Err(EventError::UnknownType(_))));
+    let msg = from_cloudevent("x", "s", None, None).unwrap_err().to_string();
+    assert!(msg.contains("google.cloud.storage.object.v1.finalized"), "{msg}");
 }
 
 /// Every value in every fixture replaced by odd JSON: parsers may fail, never panic.
@@ -100,20 +71,11 @@ fn odd_json_never_panics() {
         (None, eventgrid_array()),
         (Some("com.amazon.s3.objectcreated"), v(TRIGGERMESH_RECORD)),
         (Some("com.amazon.events.event"), v(EVENTBRIDGE)),
-        (
-            Some("aws.s3.object.created"),
-            v(TRIGGERMESH_RECORD)["s3"].clone(),
-        ),
+        (Some("aws.s3.object.created"), v(TRIGGERMESH_RECORD)["s3"].clone()),
         (Some(gcs::FINALIZED), v(GCS)),
         (Some(azure::BLOB_CREATED), v(AZURE_DATA)),
-        (
-            Some(REQUEST_EVENT_TYPE),
-            json!({"source": "s3://b/k", "temperature": 0.1, "beam_size": 2, "output": "gs://o/"}),
-        ),
-        (
-            Some(REQUEST_EVENT_TYPE),
-            json!({"audio": "AAAA", "language": "en"}),
-        ),
+        (Some(REQUEST_EVENT_TYPE), json!({"source": "s3://b/k", "temperature": 0.1, "beam_size": 2, "output": "gs://o/"})),
+        (Some(REQUEST_EVENT_TYPE), json!({"audio": "AAAA", "language": "en"})),
     ];
     for o in &odd {
         fixtures.push((None, o.clone()));
@@ -129,14 +91,7 @@ fn odd_json_never_panics() {
             }
         }
     }
-    for bytes in [
-        &b""[..],
-        b"\xff\xfe",
-        b"null",
-        b"[]",
-        b"{\"Records\": 1}",
-        b"12",
-    ] {
+    for bytes in [&b""[..], b"\xff\xfe", b"null", b"[]", b"{\"Records\": 1}", b"12"] {
         for ty in ACCEPTED_EVENT_TYPES {
             let _ = from_cloudevent(ty, "", Some(""), Some(EventData::Binary(bytes)));
             let _ = from_cloudevent(ty, "", None, None);
@@ -152,18 +107,8 @@ fn run_all(ty: Option<&str>, data: &Value) {
         None => ACCEPTED_EVENT_TYPES.to_vec(),
     };
     for t in types {
-        for subject in [
-            None,
-            Some(""),
-            Some("objects/"),
-            Some("blobServices/default/containers//blobs/"),
-        ] {
-            let _ = from_cloudevent(
-                t,
-                "/x/storageAccounts/",
-                subject,
-                Some(EventData::Json(data)),
-            );
+        for subject in [None, Some(""), Some("objects/"), Some("blobServices/default/containers//blobs/")] {
+            let _ = from_cloudevent(t, "/x/storageAccounts/", subject, Some(EventData::Json(data)));
         }
     }
 }
@@ -172,11 +117,7 @@ fn collect_paths(v: &Value, here: &mut Vec<String>, out: &mut Vec<Vec<String>>) 
     out.push(here.clone());
     let children: Vec<(String, &Value)> = match v {
         Value::Object(m) => m.iter().map(|(k, c)| (k.clone(), c)).collect(),
-        Value::Array(a) => a
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (i.to_string(), c))
-            .collect(),
+        Value::Array(a) => a.iter().enumerate().map(|(i, c)| (i.to_string(), c)).collect(),
         _ => Vec::new(),
     };
     for (k, c) in children {

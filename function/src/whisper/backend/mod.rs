@@ -60,7 +60,14 @@ pub trait WhisperBackend: Backend {
     type Cache: Clone + Debug + Send;
 
     /// Loads `{name}/weight` (`[d_out, d_in]` on disk) and `{name}/bias`.
-    fn load_linear(source: &dyn TensorSource, name: &str, d_in: usize, d_out: usize, rows: Rows, device: &Self::Device) -> Result<Self::Linear>;
+    fn load_linear(
+        source: &dyn TensorSource,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        rows: Rows,
+        device: &Self::Device,
+    ) -> Result<Self::Linear>;
     /// `x Wᵀ + b` over the last axis.
     fn project<const D: usize>(layer: &Self::Linear, x: Tensor<Self, D>) -> Tensor<Self, D>;
     /// Layer normalisation over the last axis (eps 1e-5, as Whisper).
@@ -95,7 +102,8 @@ pub trait WhisperBackend: Backend {
     fn new_cache(rows: usize, heads: usize, head_dim: usize, capacity: usize, device: &Self::Device) -> Self::Cache;
     /// Writes `k`, `v` (`[rows, heads, n, head_dim]`) at positions `len..len + n` of the cache,
     /// then attends `q` causally: query `i` sees positions `..=len + i`.
-    fn cached_attention(cache: &mut Self::Cache, len: usize, q: Tensor<Self, 4>, k: Tensor<Self, 4>, v: Tensor<Self, 4>) -> Tensor<Self, 3>;
+    fn cached_attention(cache: &mut Self::Cache, len: usize, q: Tensor<Self, 4>, k: Tensor<Self, 4>, v: Tensor<Self, 4>)
+        -> Tensor<Self, 3>;
     /// Keeps rows `indices` (in that order, repeats allowed) of the cache.
     fn select_cache(cache: &mut Self::Cache, indices: &Tensor<Self, 1, Int>);
 }
@@ -111,7 +119,14 @@ macro_rules! generic_backend {
             type Memory = generic::KeyValue<Self>;
             type Cache = generic::Cache<Self>;
 
-            fn load_linear(source: &dyn TensorSource, name: &str, d_in: usize, d_out: usize, _rows: Rows, device: &Self::Device) -> Result<Self::Linear> {
+            fn load_linear(
+                source: &dyn TensorSource,
+                name: &str,
+                d_in: usize,
+                d_out: usize,
+                _rows: Rows,
+                device: &Self::Device,
+            ) -> Result<Self::Linear> {
                 generic::Linear::load(source, name, d_in, d_out, device)
             }
             fn project<const D: usize>(layer: &Self::Linear, x: Tensor<Self, D>) -> Tensor<Self, D> {
@@ -126,7 +141,13 @@ macro_rules! generic_backend {
             fn encoder_attention(q: Tensor<Self, 4>, k: Tensor<Self, 4>, v: Tensor<Self, 4>) -> Tensor<Self, 3> {
                 generic::attention(q, k, v, None)
             }
-            fn load_conv(source: &dyn TensorSource, name: &str, shape: [usize; 3], stride: usize, device: &Self::Device) -> Result<Self::Conv> {
+            fn load_conv(
+                source: &dyn TensorSource,
+                name: &str,
+                shape: [usize; 3],
+                stride: usize,
+                device: &Self::Device,
+            ) -> Result<Self::Conv> {
                 generic::Conv::load(source, name, shape, stride, device)
             }
             fn conv_front(conv1: &Self::Conv, conv2: &Self::Conv, mel: Tensor<Self, 3>) -> Tensor<Self, 3> {
@@ -153,7 +174,13 @@ macro_rules! generic_backend {
             fn new_cache(rows: usize, heads: usize, head_dim: usize, capacity: usize, device: &Self::Device) -> Self::Cache {
                 generic::Cache::new(rows, heads, head_dim, capacity, device)
             }
-            fn cached_attention(cache: &mut Self::Cache, len: usize, q: Tensor<Self, 4>, k: Tensor<Self, 4>, v: Tensor<Self, 4>) -> Tensor<Self, 3> {
+            fn cached_attention(
+                cache: &mut Self::Cache,
+                len: usize,
+                q: Tensor<Self, 4>,
+                k: Tensor<Self, 4>,
+                v: Tensor<Self, 4>,
+            ) -> Tensor<Self, 3> {
                 cache.attend(len, q, k, v)
             }
             fn select_cache(cache: &mut Self::Cache, indices: &Tensor<Self, 1, Int>) {

@@ -73,8 +73,7 @@ pub fn greedy_rows(model: &mut dyn StepModel, start: u32, rows: usize, s: &Searc
     for _ in 0..s.max_len {
         let logits = model.step(&inputs);
         // Each row is a few passes over the vocabulary: scored in parallel.
-        let picks: Vec<(u32, f32)> =
-            logits.into_par_iter().zip(&live).map(|(l, &r)| argmax(&scores(s.rules, &tokens[r], l))).collect();
+        let picks: Vec<(u32, f32)> = logits.into_par_iter().zip(&live).map(|(l, &r)| argmax(&scores(s.rules, &tokens[r], l))).collect();
         let mut keep = Vec::with_capacity(live.len());
         for (slot, (best, logprob)) in picks.into_iter().enumerate() {
             let r = live[slot];

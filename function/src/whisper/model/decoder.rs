@@ -147,7 +147,8 @@ impl<B: WhisperBackend> Decoder<B> {
         }
         let room = self.n_text_ctx - state.len;
         let padded = if n == 1 { 1 } else { PROMPT_LENGTH.min(room).max(n) };
-        let mut out: Vec<u32> = tokens.chunks(n).flat_map(|row| row.iter().copied().chain(std::iter::repeat_n(row[n - 1], padded - n))).collect();
+        let mut out: Vec<u32> =
+            tokens.chunks(n).flat_map(|row| row.iter().copied().chain(std::iter::repeat_n(row[n - 1], padded - n))).collect();
         let last_row = out[(batch - 1) * padded..].to_vec();
         for _ in batch..state.rows {
             out.extend_from_slice(&last_row);

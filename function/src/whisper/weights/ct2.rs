@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-
 use super::{check_shape, map_file, missing, F16Rows, HostTensor, TensorSource};
 use crate::error::{Error, Result};
 use crate::whisper::config::WhisperConfig;
@@ -95,21 +94,13 @@ impl Ct2Checkpoint {
     pub fn open(path: &Path) -> Result<Self> {
         let map = Arc::new(map_file(path)?);
         let variables = parse(&map)?;
-        let mut checkpoint = Ct2Checkpoint {
-            path: path.to_path_buf(),
-            map,
-            variables,
-            config: placeholder_config(),
-        };
+        let mut checkpoint = Ct2Checkpoint { path: path.to_path_buf(), map, variables, config: placeholder_config() };
         checkpoint.config = checkpoint.infer_config()?;
         Ok(checkpoint)
     }
 
     fn shape_of(&self, name: &str) -> Result<&[usize]> {
-        self.variables
-            .get(name)
-            .map(|v| v.shape.as_slice())
-            .ok_or_else(|| missing(name, &self.path))
+        self.variables.get(name).map(|v| v.shape.as_slice()).ok_or_else(|| missing(name, &self.path))
     }
 
     fn scalar(&self, name: &str) -> Result<i64> {
@@ -199,8 +190,7 @@ fn parse(bytes: &[u8]) -> Result<HashMap<String, Variable>> {
         let shape = (0..rank).map(|_| cur.u32().map(|d| d as usize)).collect::<Result<Vec<_>>>()?;
         let (dtype, len) = if version >= 4 {
             let code = cur.u8()?;
-            let dtype = DType::from_code(code)
-                .ok_or_else(|| Error::Model(format!("`{name}`: unknown dtype code {code}")))?;
+            let dtype = DType::from_code(code).ok_or_else(|| Error::Model(format!("`{name}`: unknown dtype code {code}")))?;
             (dtype, cur.u32()? as usize)
         } else {
             let item = cur.u8()? as usize;
@@ -215,9 +205,7 @@ fn parse(bytes: &[u8]) -> Result<HashMap<String, Variable>> {
         };
         let elements: usize = shape.iter().product::<usize>().max(1);
         if elements * dtype.size() != len {
-            return Err(Error::Model(format!(
-                "`{name}`: {len} bytes do not hold {shape:?} of {dtype:?}"
-            )));
+            return Err(Error::Model(format!("`{name}`: {len} bytes do not hold {shape:?} of {dtype:?}")));
         }
         let offset = cur.pos;
         cur.take(len)?;
@@ -228,10 +216,8 @@ fn parse(bytes: &[u8]) -> Result<HashMap<String, Variable>> {
         for _ in 0..aliases {
             let alias = cur.string()?;
             let target = cur.string()?;
-            let var = variables
-                .get(&target)
-                .cloned()
-                .ok_or_else(|| Error::Model(format!("alias `{alias}` points to missing `{target}`")))?;
+            let var =
+                variables.get(&target).cloned().ok_or_else(|| Error::Model(format!("alias `{alias}` points to missing `{target}`")))?;
             variables.insert(alias, var);
         }
     }
@@ -282,10 +268,6 @@ impl Ct2Checkpoint {
             DType::I8 => bytes.iter().map(|&b| b as i8 as f32).collect(),
             _ => bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32).collect(),
         };
-        Ok(values
-            .iter()
-            .enumerate()
-            .map(|(i, q)| q / scales[i / cols])
-            .collect())
+        Ok(values.iter().enumerate().map(|(i, q)| q / scales[i / cols]).collect())
     }
 }

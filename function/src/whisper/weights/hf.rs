@@ -24,14 +24,12 @@ impl HfCheckpoint {
     pub fn open(dir: &Path) -> Result<Self> {
         let config_path = dir.join("config.json");
         let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
-        let json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::Model(format!("{}: {e}", config_path.display())))?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Model(format!("{}: {e}", config_path.display())))?;
         let config = WhisperConfig::from_hf_json(&json)?;
         config.validate()?;
         let path = dir.join("model.safetensors");
         let map = map_file(&path)?;
-        let (header_len, metadata) =
-            SafeTensors::read_metadata(&map).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+        let (header_len, metadata) = SafeTensors::read_metadata(&map).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
         Ok(HfCheckpoint { path, map, metadata, data_start: 8 + header_len, config })
     }
 
@@ -58,22 +56,30 @@ impl TensorSource for HfCheckpoint {
     }
 
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
-        let parts = hf_source(name)
-            .ok_or_else(|| Error::Model(format!("no Hugging Face name for tensor `{name}`")))?;
+        let parts = hf_source(name).ok_or_else(|| Error::Model(format!("no Hugging Face name for tensor `{name}`")))?;
         // Fused tensors are the parts stacked on axis 0; a Zeros part is one block of rows.
+        // The stored parts are read and checked first: `shape` comes from config.json, and
+        // only a stored tensor of that shape bounds what may be allocated for it.
         let block_rows = shape.first().copied().unwrap_or(0) / parts.len().max(1);
-        let row_len: usize = shape.iter().skip(1).product::<usize>().max(1);
-        let mut data = Vec::with_capacity(shape.iter().product());
+        let mut expected = shape.to_vec();
+        if let Some(rows) = expected.first_mut() {
+            *rows = block_rows;
+        }
+        let mut stored = Vec::with_capacity(parts.len());
+        for part in &parts {
+            if let Part::Tensor(hf_name) = part {
+                let t = self.read(hf_name)?;
+                check_shape(hf_name, &expected, &t.shape)?;
+                stored.push(t.data);
+            }
+        }
+        let block_len = stored.first().map_or(0, Vec::len);
+        let mut stored = stored.into_iter();
+        let mut data = Vec::with_capacity(block_len * parts.len());
         for part in &parts {
             match part {
-                Part::Zeros => data.extend(std::iter::repeat_n(0.0, block_rows * row_len)),
-                Part::Tensor(hf_name) => {
-                    let mut expected = shape.to_vec();
-                    expected[0] = block_rows;
-                    let t = self.read(hf_name)?;
-                    check_shape(hf_name, &expected, &t.shape)?;
-                    data.extend(t.data);
-                }
+                Part::Zeros => data.extend(std::iter::repeat_n(0.0, block_len)),
+                Part::Tensor(_) => data.extend(stored.next().expect("one stored block per tensor part")),
             }
         }
         let tensor = HostTensor { shape: shape.to_vec(), data };

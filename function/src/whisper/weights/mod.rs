@@ -75,7 +75,11 @@ pub trait TensorSource: Sync {
 pub enum F16Rows {
     Owned(Vec<u8>),
     /// `len` bytes at `offset` of `map`.
-    Mapped { map: Arc<memmap2::Mmap>, offset: usize, len: usize },
+    Mapped {
+        map: Arc<memmap2::Mmap>,
+        offset: usize,
+        len: usize,
+    },
 }
 
 impl F16Rows {
@@ -123,10 +127,7 @@ pub fn detect_format(dir: &Path) -> Result<CheckpointFormat> {
     } else if dir.join("model.safetensors").is_file() {
         Ok(CheckpointFormat::HuggingFace)
     } else {
-        Err(Error::Model(format!(
-            "{}: neither model.bin (CTranslate2) nor model.safetensors (Hugging Face) found",
-            dir.display()
-        )))
+        Err(Error::Model(format!("{}: neither model.bin (CTranslate2) nor model.safetensors (Hugging Face) found", dir.display())))
     }
 }
 
@@ -190,9 +191,7 @@ fn check_shape(name: &str, expected: &[usize], found: &[usize]) -> Result<()> {
     if expected == found {
         Ok(())
     } else {
-        Err(Error::Model(format!(
-            "tensor `{name}`: expected shape {expected:?}, found {found:?}"
-        )))
+        Err(Error::Model(format!("tensor `{name}`: expected shape {expected:?}, found {found:?}")))
     }
 }
 

@@ -73,7 +73,11 @@ pub fn canonical_tensors(c: &crate::whisper::WhisperConfig) -> Vec<(String, Vec<
             _ => d,
         };
         let cols = if suffix == "ffn/linear_1/weight" { 4 * d } else { d };
-        if suffix.ends_with("weight") { vec![rows, cols] } else { vec![rows] }
+        if suffix.ends_with("weight") {
+            vec![rows, cols]
+        } else {
+            vec![rows]
+        }
     };
     for (stack, layers) in [("encoder", c.n_audio_layer), ("decoder", c.n_text_layer)] {
         for i in 0..layers {
@@ -128,10 +132,7 @@ mod tests {
 
     #[test]
     fn maps_globals_and_rejects_unknown_names() {
-        assert_eq!(
-            hf_source("encoder/conv2/bias").unwrap(),
-            vec![Part::Tensor("model.encoder.conv2.bias".into())]
-        );
+        assert_eq!(hf_source("encoder/conv2/bias").unwrap(), vec![Part::Tensor("model.encoder.conv2.bias".into())]);
         assert!(hf_source("encoder/layer_x/ffn/linear_0/weight").is_none());
         assert!(hf_source("decoder/layer_0/nope").is_none());
     }

@@ -11,8 +11,8 @@
 use gemm::{gemm, Parallelism};
 
 use crate::whisper::simd::{exp, fma, fma_build};
-use rows::Rows;
 use rayon::prelude::*;
+use rows::Rows;
 use std::cell::RefCell;
 
 /// Element strides of one operand. Element (b, h, i, j) — batch, head, sequence position,
@@ -82,11 +82,16 @@ const PARALLEL_MIN: usize = 1 << 20;
 /// would overlap. Runs on the current rayon pool.
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
-    q: &[f32], q_s: Strides,
-    k: &[f32], k_s: Strides,
-    v: &[f32], v_s: Strides,
-    out: &mut [f32], out_s: Strides,
-    shape: Shape, options: Options,
+    q: &[f32],
+    q_s: Strides,
+    k: &[f32],
+    k_s: Strides,
+    v: &[f32],
+    v_s: Strides,
+    out: &mut [f32],
+    out_s: Strides,
+    shape: Shape,
+    options: Options,
 ) {
     attention_tuned(q, q_s, k, k_s, v, v_s, out, out_s, shape, options, Tuning::default());
 }
@@ -113,11 +118,17 @@ impl Default for Tuning {
 
 #[allow(clippy::too_many_arguments)]
 pub fn attention_tuned(
-    q: &[f32], q_s: Strides,
-    k: &[f32], k_s: Strides,
-    v: &[f32], v_s: Strides,
-    out: &mut [f32], out_s: Strides,
-    shape: Shape, options: Options, tuning: Tuning,
+    q: &[f32],
+    q_s: Strides,
+    k: &[f32],
+    k_s: Strides,
+    v: &[f32],
+    v_s: Strides,
+    out: &mut [f32],
+    out_s: Strides,
+    shape: Shape,
+    options: Options,
+    tuning: Tuning,
 ) {
     let Shape { batch, heads, seq_q, seq_k, head_dim: hd } = shape;
     if batch * heads * seq_q * hd == 0 {
@@ -132,8 +143,7 @@ pub fn attention_tuned(
     check_disjoint(out_s, shape);
     let scale = options.scale.unwrap_or(1.0 / (hd as f32).sqrt());
     // Keys visible to query row i: with `causal`, a prefix that grows by one per row.
-    let visible =
-        |i: usize| if options.causal { (i + 1 + seq_k).saturating_sub(seq_q).min(seq_k) } else { seq_k };
+    let visible = |i: usize| if options.causal { (i + 1 + seq_k).saturating_sub(seq_q).min(seq_k) } else { seq_k };
     let softmax = softmax_fn(tuning.portable);
     // Fewer rows when keys are many, so the scratch stays bounded; then equal-sized blocks,
     // so no small straggler task is left at the end.
@@ -177,10 +187,27 @@ pub fn attention_tuned(
                 // SAFETY: pointers and strides describe in-bounds matrices (check_len); `s` is
                 // exclusively ours. kᵀ is k read with swapped strides, no copy.
                 unsafe {
-                    gemm(rows, n, hd, s.as_mut_ptr(), 1, n as isize, false,
-                        q.as_ptr().add(q_at), 1, q_s.row as isize,
-                        k.as_ptr().add(k_at), k_s.row as isize, 1,
-                        0.0, 1.0, false, false, false, Parallelism::None);
+                    gemm(
+                        rows,
+                        n,
+                        hd,
+                        s.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        false,
+                        q.as_ptr().add(q_at),
+                        1,
+                        q_s.row as isize,
+                        k.as_ptr().add(k_at),
+                        k_s.row as isize,
+                        1,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
                 }
             }
             for (i, row) in s.chunks_exact_mut(n).enumerate() {
@@ -198,10 +225,27 @@ pub fn attention_tuned(
             } else {
                 // SAFETY: as for the scores; the output rows are this task's own (check_disjoint).
                 unsafe {
-                    gemm(rows, hd, n, o, 1, out_s.row as isize, false,
-                        s.as_ptr(), 1, n as isize,
-                        v.as_ptr().add(v_at), 1, v_s.row as isize,
-                        0.0, 1.0, false, false, false, Parallelism::None);
+                    gemm(
+                        rows,
+                        hd,
+                        n,
+                        o,
+                        1,
+                        out_s.row as isize,
+                        false,
+                        s.as_ptr(),
+                        1,
+                        n as isize,
+                        v.as_ptr().add(v_at),
+                        1,
+                        v_s.row as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
                 }
             }
             for (i, &inv) in inv_sum.iter().enumerate() {

@@ -112,18 +112,14 @@ fn check(c: &Case) -> (f64, f64) {
         for h in 0..heads {
             for i in 0..seq_q {
                 let visible = if c.causal { (i + 1 + seq_k).saturating_sub(seq_q).min(seq_k) } else { seq_k };
-                let scores: Vec<f64> = (0..visible)
-                    .map(|j| scale * (0..hd).map(|t| at(&q, qs, b, h, i, t) * at(&k, ks, b, h, j, t)).sum::<f64>())
-                    .collect();
+                let scores: Vec<f64> =
+                    (0..visible).map(|j| scale * (0..hd).map(|t| at(&q, qs, b, h, i, t) * at(&k, ks, b, h, j, t)).sum::<f64>()).collect();
                 let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let p: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
                 let sum: f64 = p.iter().sum();
                 for t in 0..hd {
-                    let want = if visible == 0 {
-                        0.0
-                    } else {
-                        p.iter().enumerate().map(|(j, p)| p * at(&v, vs, b, h, j, t)).sum::<f64>() / sum
-                    };
+                    let want =
+                        if visible == 0 { 0.0 } else { p.iter().enumerate().map(|(j, p)| p * at(&v, vs, b, h, j, t)).sum::<f64>() / sum };
                     for out in [&out, &portable, &gemm_only, &rows_only] {
                         let got = at(out, os, b, h, i, t);
                         assert!(got.is_finite(), "non-finite output at b{b} h{h} i{i} t{t}: {got}");
@@ -305,4 +301,3 @@ fn overlapping_output_panics() {
     let mut out = vec![0.0; 16];
     attention(&[0.0; 16], s, &[0.0; 16], s, &[0.0; 16], s, &mut out, bad, shape, Options::default());
 }
-

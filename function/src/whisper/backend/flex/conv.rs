@@ -51,10 +51,27 @@ pub fn conv_k3(x: &[f32], batch: usize, c_in: usize, weight: &[f32], bias: &[f32
     let mut out: Vec<f32> = bias.iter().copied().cycle().take(m * c_out).collect();
     // SAFETY: out is m × c_out, cols m × row, weight row × c_out, all row-major and in bounds.
     unsafe {
-        gemm(m, c_out, row, out.as_mut_ptr(), 1, c_out as isize, true,
-            cols.as_ptr(), 1, row as isize,
-            weight.as_ptr(), 1, c_out as isize,
-            1.0, 1.0, false, false, false, Parallelism::Rayon(0));
+        gemm(
+            m,
+            c_out,
+            row,
+            out.as_mut_ptr(),
+            1,
+            c_out as isize,
+            true,
+            cols.as_ptr(),
+            1,
+            row as isize,
+            weight.as_ptr(),
+            1,
+            c_out as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::Rayon(0),
+        );
     }
     out
 }
@@ -94,7 +111,8 @@ mod tests {
 
     #[test]
     fn matches_the_definition_for_both_strides_and_odd_lengths() {
-        for (batch, t_in, c_in, c_out, stride) in [(1, 10, 4, 5, 1), (2, 11, 3, 7, 2), (1, 1, 2, 3, 1), (1, 1, 2, 3, 2), (2, 64, 80, 16, 1)] {
+        for (batch, t_in, c_in, c_out, stride) in [(1, 10, 4, 5, 1), (2, 11, 3, 7, 2), (1, 1, 2, 3, 1), (1, 1, 2, 3, 2), (2, 64, 80, 16, 1)]
+        {
             let x = values(batch * t_in * c_in, 1);
             let w = values(c_out * c_in * KERNEL, 2);
             let bias = values(c_out, 3);

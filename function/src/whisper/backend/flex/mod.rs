@@ -155,7 +155,13 @@ impl WhisperBackend for Flex {
         None
     }
 
-    fn cached_attention(cache: &mut Self::Cache, _len: usize, q: Tensor<Flex, 4>, mut k: Tensor<Flex, 4>, mut v: Tensor<Flex, 4>) -> Tensor<Flex, 3> {
+    fn cached_attention(
+        cache: &mut Self::Cache,
+        _len: usize,
+        q: Tensor<Flex, 4>,
+        mut k: Tensor<Flex, 4>,
+        mut v: Tensor<Flex, 4>,
+    ) -> Tensor<Flex, 3> {
         if let Some((past_k, past_v)) = cache.take() {
             k = Tensor::cat(vec![past_k, k], 2);
             v = Tensor::cat(vec![past_v, v], 2);

@@ -116,7 +116,12 @@ pub fn gelu<const D: usize>(x: Tensor<Flex, D>) -> Tensor<Flex, D> {
 }
 
 /// Layer normalisation of `x` `[.., d]` over its last axis with `gamma`, `beta` `[d]`.
-pub fn layer_norm(x: Tensor<Flex, 3>, gamma: &Tensor<Flex, 1>, beta: &Tensor<Flex, 1>, eps: f32) -> Result<Tensor<Flex, 3>, Tensor<Flex, 3>> {
+pub fn layer_norm(
+    x: Tensor<Flex, 3>,
+    gamma: &Tensor<Flex, 1>,
+    beta: &Tensor<Flex, 1>,
+    eps: f32,
+) -> Result<Tensor<Flex, 3>, Tensor<Flex, 3>> {
     let flex = [flex_f32(&x), flex_f32(gamma), flex_f32(beta)];
     let [Some(xs), Some(g), Some(b)] = flex.each_ref().map(|t| t.as_ref().and_then(FlexTensor::as_slice::<f32>)) else {
         return Err(x);
@@ -208,9 +213,7 @@ fn gelu_slice<const FMA: bool>(values: &mut [f32]) {
 /// XLA use; beyond 4, erf is ±1 in f32). Absolute error ≤ 5e-7 against the exact function.
 #[inline(always)]
 pub fn erf<const FMA: bool>(x: f32) -> f32 {
-    const P: [f32; 7] = [
-        -2.726_142_3e-10, 2.770_681_4e-8, -2.101_024e-6, -5.692_506_4e-5, -7.349_906_3e-4, -2.954_6e-3, -1.609_603_3e-2,
-    ];
+    const P: [f32; 7] = [-2.726_142_3e-10, 2.770_681_4e-8, -2.101_024e-6, -5.692_506_4e-5, -7.349_906_3e-4, -2.954_6e-3, -1.609_603_3e-2];
     const Q: [f32; 5] = [-1.456_607_2e-5, -2.133_740_6e-4, -1.682_827e-3, -7.373_329e-3, -1.426_474e-2];
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;

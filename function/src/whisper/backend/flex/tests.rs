@@ -96,8 +96,10 @@ fn convolution_front_agrees() {
     let s = source();
     let device = Default::default();
     let specs = [(1, [16, 8, 3]), (2, [16, 16, 3])];
-    let flex: Vec<_> = specs.iter().map(|&(stride, shape)| Flex::load_conv(&s, &format!("conv{stride}"), shape, stride, &device).unwrap()).collect();
-    let generic: Vec<_> = specs.iter().map(|&(stride, shape)| GenericCpu::load_conv(&s, &format!("conv{stride}"), shape, stride, &device).unwrap()).collect();
+    let flex: Vec<_> =
+        specs.iter().map(|&(stride, shape)| Flex::load_conv(&s, &format!("conv{stride}"), shape, stride, &device).unwrap()).collect();
+    let generic: Vec<_> =
+        specs.iter().map(|&(stride, shape)| GenericCpu::load_conv(&s, &format!("conv{stride}"), shape, stride, &device).unwrap()).collect();
     let (mel, mel2) = pair(8, [2, 8, 40]);
     let a = Flex::conv_front(&flex[0], &flex[1], mel);
     let b = GenericCpu::conv_front(&generic[0], &generic[1], mel2);
@@ -143,7 +145,11 @@ fn decoding_attention_agrees_step_by_step() {
             GenericCpu::cached_attention(&mut cache2, len, q2.clone(), k2, v2),
         );
         if n == 1 {
-            assert_close(&format!("cross-attention, step {step}"), Flex::cross_attention(q, &memory), GenericCpu::cross_attention(q2, &memory2));
+            assert_close(
+                &format!("cross-attention, step {step}"),
+                Flex::cross_attention(q, &memory),
+                GenericCpu::cross_attention(q2, &memory2),
+            );
         }
         len += n;
         // Widen to three beams after the prompt, then reorder.
