@@ -19,7 +19,7 @@ use super::errors::{classify, error_body, ApiError, ApiResult};
 use super::replay::Replayed;
 use super::transcribe::response_format;
 use crate::engine::Permit;
-use crate::error::{bounded, Error, Result, QUOTE_CHARS};
+use crate::error::{bounded, quote, Error, Result, QUOTE_CHARS};
 use crate::events::{self, Audio, EventData, Job, Parsed};
 use crate::output::{self, Format};
 use crate::service::{ObjectOutcome, Service};
@@ -134,6 +134,15 @@ fn severity(error: &Error) -> u8 {
     }
 }
 
+/// The reply names the event it answers in a header (`ce-tingxiecause`): an id no header can
+/// hold is refused before any work, not found out after it.
+pub fn check_event_id(id: &str) -> Result<()> {
+    match actix_web::http::header::HeaderValue::from_str(id) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Error::InvalidRequest(format!("CloudEvent id {} holds characters a header cannot carry", quote(id)))),
+    }
+}
+
 /// One event; a redelivery of an event already answered here gets the same answer again
 /// (inline audio has no stored transcript to find).
 async fn handle_event(service: &Arc<Service>, replayed: &Replayed, event: &Event, permit: &Arc<Permit>) -> Result<Answer> {
@@ -143,6 +152,7 @@ async fn handle_event(service: &Arc<Service>, replayed: &Replayed, event: &Event
         ce_type = bounded(event.ty(), QUOTE_CHARS),
         ce_source = bounded(&event.source().to_string(), QUOTE_CHARS)
     );
+    check_event_id(event.id())?;
     let key = (event.source().to_string(), event.id().to_string());
     if let Some(mut data) = replayed.get(&key) {
         data["duplicate"] = true.into();

@@ -19,6 +19,9 @@ use std::sync::Arc;
 use actix_web::{web, App, HttpServer};
 use tingxie_model_cache::CacheConfig;
 
+pub use events::check_event_id;
+pub use openai::check_boundary;
+
 use crate::config::ServeConfig;
 use crate::engine::Engine;
 use crate::metrics::Metrics;

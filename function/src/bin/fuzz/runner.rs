@@ -19,6 +19,8 @@ use super::{alloc, known, mutate, panics, rss, Target};
 const CLASS_CHARS: usize = 48;
 /// ... and each class admits this many inputs with new labels to the corpus.
 const PER_CLASS: usize = 32;
+/// Outcome labels remembered per target: enough to steer, bounded in memory.
+const MAX_OUTCOMES: usize = 100_000;
 
 pub struct Settings {
     /// Mutated inputs per target (the seeds come on top); with `seconds`, whichever ends first.
@@ -120,9 +122,11 @@ pub fn fuzz(target: &mut dyn Target, settings: &Settings, watchdog: &Watchdog) -
             eprintln!("  {name}: new outcome {label}");
         }
         let class: String = label.chars().take(CLASS_CHARS).collect();
-        let class_admitted = admitted_per_class.entry(class).or_default();
-        if seen.insert(label) && (n as usize) > report.seeds && *class_admitted < PER_CLASS {
-            *class_admitted += 1;
+        let new = if seen.len() < MAX_OUTCOMES { seen.insert(label) } else { !seen.contains(&label) };
+        let admitted = admitted_per_class.get(&class).copied();
+        let room = admitted.map_or(admitted_per_class.len() < MAX_OUTCOMES, |a| a < PER_CLASS);
+        if new && room && (n as usize) > report.seeds {
+            admitted_per_class.insert(class, admitted.unwrap_or(0) + 1);
             if corpus.len() < settings.max_corpus {
                 corpus.push(input);
             } else {

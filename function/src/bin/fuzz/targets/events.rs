@@ -140,7 +140,8 @@ fn handle(event: &Event, reply_in_headers: bool) -> String {
         None => None,
     };
     let parsed = events::from_cloudevent(event.ty(), &event.source().to_string(), event.subject(), data);
-    if reply_in_headers {
+    // The server refuses an id no reply header can carry before any work.
+    if reply_in_headers && tingxie::server::check_event_id(event.id()).is_ok() {
         if let Ok(Parsed::Jobs(jobs)) = &parsed {
             for job in jobs {
                 check_reply(event, &job.audio);

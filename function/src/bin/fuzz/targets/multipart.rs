@@ -47,6 +47,11 @@ impl Target for MultipartForm {
         if let Ok(value) = HeaderValue::from_bytes(section(input, 1)) {
             headers.insert(CONTENT_TYPE, value);
         }
+        // The server refuses boundaries actix-multipart cannot read safely before reading.
+        let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if let Err(e) = tingxie::server::check_boundary(content_type) {
+            return crate::fuzz::error_label("boundary", &e);
+        }
         let body = Bytes::copy_from_slice(section(input, 2));
         let chunk = match control(input, 0) {
             0 => body.len().max(1),
@@ -55,11 +60,13 @@ impl Target for MultipartForm {
         let chunks: Vec<Result<Bytes, PayloadError>> =
             (0..body.len()).step_by(chunk).map(|at| Ok(body.slice(at..(at + chunk).min(body.len())))).collect();
         let mut multipart = Multipart::new(&headers, futures::stream::iter(chunks));
-        let Some(form) = run_to_end(read_form(&mut multipart)) else {
+        let mut fields = 0;
+        let Some(form) = run_to_end(read_form(&mut multipart, &mut fields)) else {
             panic!("stall: the multipart stream waits for more of a body it has whole, and nothing wakes it");
         };
         match form {
-            Err(e) => format!("err:{e}"),
+            // How far the body got counts as an outcome (in words: the runner drops digits).
+            Err(e) => format!("{}err:{e}", "field,".repeat(fields.min(8))),
             Ok(form) => match form.options.validate() {
                 Err(e) => crate::fuzz::error_label("options", &e),
                 Ok(()) => format!("ok:file={}", form.has_file),
@@ -96,11 +103,13 @@ struct Form {
     options: RequestOptions,
 }
 
-/// The server's `read_form`, without the memory budget and deadline (not parsing concerns).
-async fn read_form(multipart: &mut Multipart) -> Result<Form, String> {
+/// The server's `read_form`, without the memory budget and deadline (not parsing concerns);
+/// `fields` counts the fields begun.
+async fn read_form(multipart: &mut Multipart, fields: &mut usize) -> Result<Form, String> {
     let mut form = Form { has_file: false, options: RequestOptions::default() };
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(|e| format!("multipart: {e}"))?;
+        *fields += 1;
         let name = field.name().unwrap_or_default().to_string();
         match name.as_str() {
             "file" => {
