@@ -21,6 +21,8 @@ const CLASS_CHARS: usize = 48;
 const PER_CLASS: usize = 32;
 /// Outcome labels remembered per target: enough to steer, bounded in memory.
 const MAX_OUTCOMES: usize = 100_000;
+/// The corpus's size in memory (beyond it, new entries replace old ones).
+const MAX_CORPUS_BYTES: usize = 64 << 20;
 
 pub struct Settings {
     /// Mutated inputs per target (the seeds come on top); with `seconds`, whichever ends first.
@@ -86,6 +88,7 @@ pub fn fuzz(target: &mut dyn Target, settings: &Settings, watchdog: &Watchdog) -
     assert!(!corpus.is_empty(), "{name}: no seeds");
     let mut seen = HashSet::new();
     let mut admitted_per_class: HashMap<String, usize> = HashMap::new();
+    let mut corpus_bytes: usize = corpus.iter().flatten().map(Vec::len).sum();
     let started = Instant::now();
     let deadline = settings.seconds.map(|s| started + Duration::from_secs_f64(s));
     let mut last_progress = Instant::now();
@@ -127,11 +130,14 @@ pub fn fuzz(target: &mut dyn Target, settings: &Settings, watchdog: &Watchdog) -
         let room = admitted.map_or(admitted_per_class.len() < MAX_OUTCOMES, |a| a < PER_CLASS);
         if new && room && (n as usize) > report.seeds {
             admitted_per_class.insert(class, admitted.unwrap_or(0) + 1);
-            if corpus.len() < settings.max_corpus {
+            let size = input.iter().map(Vec::len).sum::<usize>();
+            if corpus.len() < settings.max_corpus && corpus_bytes + size <= MAX_CORPUS_BYTES {
                 corpus.push(input);
-            } else {
+                corpus_bytes += size;
+            } else if corpus.len() > report.seeds {
                 // Seeds stay; a random later entry makes room.
                 let at = report.seeds + rng.below(corpus.len() - report.seeds);
+                corpus_bytes = corpus_bytes + size - corpus[at].iter().map(Vec::len).sum::<usize>();
                 corpus[at] = input;
             }
         }
