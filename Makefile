@@ -7,9 +7,14 @@ VENV ?= .venv
 SHARED ?= ../shared
 MODEL ?= models/whisper-tiny-en
 MODEL_HF ?= models/whisper-tiny-en-hf
+# The second, multilingual model (99 languages) and faster-whisper's output with it on the
+# fixtures, for the multilingual tests (function/tests/multilingual.rs, tests/e2e).
+BASE ?= models/whisper-base
+BASE_HF ?= models/whisper-base-hf
+BASE_REFERENCES ?= $(BASE)/faster-whisper
 AUDIO ?= $(SHARED)/fixtures/speech/s01.wav
 
-.PHONY: all build models venv test run transcribe bench loadtest soak coldstart gpu-bundle fmt clippy licenses lint system system-test fuzz
+.PHONY: all build models venv test run transcribe bench bench-languages loadtest soak coldstart gpu-bundle fmt clippy licenses lint system system-test fuzz
 
 all: build
 
@@ -36,12 +41,31 @@ $(VENV)/.ready: tests/requirements.txt
 	npm install --prefix $(VENV)/azurite --no-audit --no-fund --silent azurite@$(AZURITE_VERSION)
 	touch $@
 
-# The default model (CTranslate2 layout) and the same weights in Hugging Face layout.
-models: $(MODEL)/model.bin $(MODEL_HF)/model.safetensors
+# The default model (CTranslate2 layout) and the same weights in Hugging Face layout; the same
+# for the multilingual base, with faster-whisper's references (a few minutes on 2 cores).
+models: $(MODEL)/model.bin $(MODEL_HF)/model.safetensors $(BASE)/model.bin $(BASE_HF)/model.safetensors $(BASE_REFERENCES)/.complete
 $(MODEL)/model.bin:
 	PYTHON=$(PYTHON) scripts/fetch-model.sh $(MODEL)
 $(MODEL_HF)/model.safetensors: $(MODEL)/model.bin | venv
 	$(VENV)/bin/python $(SHARED)/fixtures/ct2_to_hf.py $(MODEL) $(MODEL_HF)
+$(BASE)/model.bin:
+	PYTHON=$(PYTHON) bash $(SHARED)/fixtures/fetch-whisper-base-multilingual.sh $(BASE)
+$(BASE_HF)/model.safetensors: $(BASE)/model.bin | venv
+	$(VENV)/bin/python $(SHARED)/fixtures/ct2_to_hf.py $(BASE) $(BASE_HF)
+# The references are a function of the script, the pinned tools, the weights and the fixtures:
+# kept under the target directory by a hash of those, so a later clone on the machine reuses them.
+REFERENCE_CACHE ?= $(TARGET_DIR)/faster-whisper-references
+$(BASE_REFERENCES)/.complete: $(BASE)/model.bin tests/reference/faster_whisper_references.py tests/requirements.txt | venv
+	key=$$(cat tests/reference/faster_whisper_references.py tests/requirements.txt $(BASE)/model.bin \
+	  $(SHARED)/fixtures/real/manifest.tsv $(SHARED)/fixtures/speech/manifest.tsv | sha256sum | cut -c1-16); \
+	cache=$(REFERENCE_CACHE)/$$key; \
+	if [ -f $$cache/.complete ]; then \
+	  mkdir -p $(BASE_REFERENCES) && cp $$cache/*.json $(BASE_REFERENCES)/ && echo "faster-whisper references from $$cache"; \
+	else \
+	  $(VENV)/bin/python tests/reference/faster_whisper_references.py $(BASE) $(BASE_REFERENCES) --fixtures $(SHARED)/fixtures \
+	  && mkdir -p $$cache && cp $(BASE_REFERENCES)/*.json $$cache/ && touch $$cache/.complete; \
+	fi
+	touch $@
 
 # Rust tests, then the service end to end (tests/e2e: the real binary and model, moto as the
 # S3 server, Azurite, the openai and cloudevents clients). The S3 tests start moto themselves.
@@ -82,6 +106,12 @@ transcribe: build $(MODEL)/model.bin
 # tingxie and faster-whisper 1.2.1 side by side on the same files and settings (BENCHMARKS.md).
 bench: build models venv
 	$(TARGET_DIR)/release/tingxie-bench --model $(MODEL) --fixtures $(SHARED)/fixtures versus --threads $${THREADS:-2} --python $(VENV)/bin/python --reps $${REPS:-1}
+
+# Accuracy on real speech (../shared/fixtures/real): WER/CER of tingxie beside faster-whisper,
+# tiny.en and the multilingual base, greedy, beam 5 and the simplified-script prompt (BENCHMARKS.md).
+bench-languages: build models venv
+	$(VENV)/bin/python bench/multilingual_accuracy.py --tingxie $(TARGET_DIR)/release/tingxie --fixtures $(SHARED)/fixtures \
+	  --tiny $(MODEL) --base $(BASE) --threads $${THREADS:-2}
 
 # Load test (loadtest/README.md): http, openai and events scenarios against a tingxie started
 # here (events through moto), report in target/loadtest/load. CONCURRENCY, RATE (open loop),

@@ -87,6 +87,10 @@ step "config-features patches are ConfigMaps (kubernetes-validate --strict)" \
   bash -c "$(declare -f k8s_validate); VENV='$VENV' K8S_VERSION='$K8S_VERSION'; k8s_validate knative/base/config-features.yaml && k8s_validate knative/base/eventing-config-features.yaml"
 step "examples: Knative objects valid" \
   "$PY" "$SHARED/schemas/validate-knative.py" knative/examples/requested-sinkbinding.yaml --features "$FEATURES"
+step "examples: the multilingual model renders without warnings" \
+  bash -c "'$KUBECTL' kustomize knative/examples/multilingual > '$out/multilingual.yaml' 2> '$out/multilingual.err'; status=\$?; cat '$out/multilingual.err'; [ \$status -eq 0 ] && [ ! -s '$out/multilingual.err' ] && grep -q 's3://models/whisper-base/' '$out/multilingual.yaml'"
+step "examples: the multilingual model's Knative objects valid" \
+  "$PY" "$SHARED/schemas/validate-knative.py" "$out/multilingual.yaml" --features "$FEATURES"
 
 metrics=()
 [ -n "${METRICS_URL:-}" ] && metrics=(--metrics-url "$METRICS_URL")

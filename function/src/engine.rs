@@ -186,6 +186,10 @@ impl Engine {
             let compute = started.elapsed();
             self.record(&job.samples, queue_wait, compute);
             self.count_kernels();
+            if let Ok(transcript) = &result {
+                // Bounded: languages are the model's codes, tasks two names.
+                self.metrics.transcriptions.with_label_values(&[transcript.language.as_str(), transcript.task.as_str()]).inc();
+            }
             let _ = job.reply.send(result.map(|transcript| Done { transcript, queue_wait, compute }));
         }
     }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use tingxie::device::{self, AnyTranscriber, DeviceKind};
 use tingxie::output::{self, Format};
-use tingxie::whisper::DecodeOptions;
+use tingxie::whisper::{DecodeOptions, Task, ZhScript};
 use tingxie_model_cache::cli::{self as cache_cli, CacheCommand};
 use tingxie_model_cache::{CacheConfig, LocalModel, ModelCache};
 
@@ -53,6 +53,13 @@ struct TranscribeArgs {
     /// Spoken language (ISO 639-1); detected when omitted on multilingual models.
     #[arg(long)]
     language: Option<String>,
+    /// transcribe, or translate (into English; multilingual models).
+    #[arg(long, default_value = "transcribe")]
+    task: Task,
+    /// simplified or traditional: steer Mandarin to this script (an initial prompt, used when
+    /// --prompt is not given).
+    #[arg(long)]
+    zh_script: Option<ZhScript>,
     /// Text the model should continue from: names, terms, spelling.
     #[arg(long)]
     prompt: Option<String>,
@@ -131,6 +138,8 @@ fn transcribe(args: TranscribeArgs) -> ExitCode {
         beam_size: args.beam_size,
         batch_size: args.batch_size,
         language: args.language.clone(),
+        task: args.task,
+        zh_script: args.zh_script,
         initial_prompt: args.prompt.clone(),
         temperatures: args.temperature.map_or(DecodeOptions::default().temperatures, |t| vec![t]),
         ..DecodeOptions::default()

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub queue_wait: Histogram,
     pub compute: Histogram,
     pub audio_seconds: Counter,
+    pub transcriptions: IntCounterVec,
     pub real_time_factor: Histogram,
     pub events: IntCounterVec,
     pub duplicates_skipped: IntCounter,
@@ -89,6 +90,11 @@ impl Metrics {
             audio_seconds: register(
                 &r,
                 Counter::new("tingxie_audio_seconds_total", "Seconds of audio transcribed.").expect("valid metric"),
+            ),
+            transcriptions: counter_vec(
+                "tingxie_transcriptions_total",
+                "Transcripts produced, by language (given or detected) and task (transcribe, translate).",
+                &["language", "task"],
             ),
             real_time_factor: histogram("tingxie_real_time_factor", "Compute seconds per audio second.", RTF_BUCKETS),
             events: counter_vec("tingxie_events_total", "Storage events and requests by type and outcome.", &["type", "outcome"]),

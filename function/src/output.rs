@@ -93,6 +93,8 @@ pub fn render(t: &Transcript, format: Format) -> String {
 struct VerboseJson<'a> {
     task: &'static str,
     language: &'a str,
+    /// faster-whisper's `TranscriptionInfo.language_probability` (not in OpenAI's shape).
+    language_probability: f32,
     duration: f64,
     text: &'a str,
     segments: Vec<VerboseSegment<'a>>,
@@ -131,7 +133,14 @@ pub fn verbose_json(t: &Transcript) -> serde_json::Value {
             no_speech_prob: s.no_speech_prob,
         })
         .collect();
-    let body = VerboseJson { task: "transcribe", language: &t.language, duration: t.duration, text: &t.text, segments };
+    let body = VerboseJson {
+        task: t.task.as_str(),
+        language: &t.language,
+        language_probability: t.language_probability,
+        duration: t.duration,
+        text: &t.text,
+        segments,
+    };
     serde_json::to_value(&body).expect("plain structs always serialize")
 }
 
@@ -213,7 +222,14 @@ mod tests {
 
     fn transcript(segments: Vec<Segment>) -> Transcript {
         let text = segments.iter().map(|s| s.text.as_str()).collect::<String>().trim().to_string();
-        Transcript { text, segments, language: "en".into(), duration: 3725.5 }
+        Transcript {
+            text,
+            segments,
+            language: "en".into(),
+            language_probability: 1.0,
+            task: crate::whisper::Task::Transcribe,
+            duration: 3725.5,
+        }
     }
 
     fn two_segments() -> Transcript {
@@ -221,7 +237,14 @@ mod tests {
     }
 
     fn empty() -> Transcript {
-        Transcript { text: String::new(), segments: vec![], language: "en".into(), duration: 10.0 }
+        Transcript {
+            text: String::new(),
+            segments: vec![],
+            language: "en".into(),
+            language_probability: 1.0,
+            task: crate::whisper::Task::Transcribe,
+            duration: 10.0,
+        }
     }
 
     #[test]

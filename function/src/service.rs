@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::events::{ObjectRef, RequestOptions};
 use crate::metrics::Metrics;
 use crate::objects::{Claim, Location, Objects, OutputSet, Recorded, SourceVersion};
-use crate::whisper::DecodeOptions;
+use crate::whisper::{DecodeOptions, Task};
 
 /// The result of a stored-object job.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -65,6 +65,8 @@ impl Service {
             beam_size: requested.beam_size.unwrap_or(self.config.beam_size),
             batch_size: requested.batch_size.unwrap_or(self.config.batch_size),
             language: requested.language.clone().filter(|l| !l.is_empty()),
+            task: requested.task()?,
+            zh_script: requested.zh_script()?,
             initial_prompt: requested.prompt.clone().filter(|p| !p.is_empty()),
             temperatures: requested.temperature.map_or(defaults.temperatures.clone(), |t| vec![t]),
             ..defaults
@@ -103,8 +105,14 @@ impl Service {
             return Ok(ObjectOutcome::Ignored(format!("{} is a transcript output", obj.uri)));
         };
         let options = self.decode_options(requested)?;
+        // A translation is kept beside the transcript, each written once per source version.
+        let outputs = match options.task {
+            Task::Transcribe => outputs,
+            Task::Translate => outputs.translation(),
+        };
         let version = self.objects.head(&source).await?;
-        let key = format!("{}\u{0}{:?}\u{0}{:?}\u{0}{}", version.uri, version.etag, version.version, version.size);
+        let key =
+            format!("{}\u{0}{:?}\u{0}{:?}\u{0}{}\u{0}{}", version.uri, version.etag, version.version, version.size, options.task.as_str());
         let (flight, joined) = {
             let mut flights = self.flights.lock().expect("flights");
             let joined = flights.contains_key(&key);

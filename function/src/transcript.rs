@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::whisper::Task;
+
 /// One decoded segment, with times in seconds from the start of the audio.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Segment {
@@ -29,6 +31,11 @@ pub struct Transcript {
     pub segments: Vec<Segment>,
     /// ISO 639-1 code of the spoken (or requested) language.
     pub language: String,
+    /// Its probability as detected on the first 30 s; 1 when the language was given or the
+    /// model is English-only (as faster-whisper reports it).
+    pub language_probability: f32,
+    /// `transcribe`, or `translate` (the text is English).
+    pub task: Task,
     /// Audio duration in seconds.
     pub duration: f64,
 }

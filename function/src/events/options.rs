@@ -6,6 +6,7 @@
 use super::object::check_output_prefix;
 use super::RESPONSE_FORMATS;
 use crate::error::{quote, Error, Result};
+use crate::whisper::{Task, ZhScript};
 
 /// Options a tingxie request may carry (the OpenAI-compatible HTTP API's names).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -14,6 +15,12 @@ pub struct RequestOptions {
     pub language: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// `transcribe` or `translate` (into English); `/v1/audio/translations` sets it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// `simplified` or `traditional`: the script Mandarin is steered to (an initial prompt).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zh_script: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -43,6 +50,8 @@ impl RequestOptions {
         match name {
             "language" => self.language = Some(text.to_string()),
             "prompt" => self.prompt = Some(text.to_string()),
+            "task" => self.task = Some(text.trim().to_string()),
+            "zh_script" => self.zh_script = Some(text.trim().to_string()),
             "response_format" => self.response_format = Some(text.trim().to_string()),
             "temperature" => self.temperature = Some(number("temperature", text, "a number")?),
             "beam_size" => self.beam_size = Some(number("beam_size", text, "a whole number")?),
@@ -52,7 +61,21 @@ impl RequestOptions {
         Ok(true)
     }
 
-    /// The same checks for every entry point: a plausible `language` code, `temperature` in
+    /// The task asked for (transcribe when none).
+    pub fn task(&self) -> Result<Task> {
+        self.task.as_deref().map_or(Ok(Task::Transcribe), str::parse)
+    }
+
+    /// The Chinese script asked for; empty or `auto` leaves the output as the model writes it.
+    pub fn zh_script(&self) -> Result<Option<ZhScript>> {
+        match self.zh_script.as_deref().map(str::trim) {
+            None | Some("" | "auto") => Ok(None),
+            Some(script) => script.parse().map(Some),
+        }
+    }
+
+    /// The same checks for every entry point: a plausible `language` code, a known `task` and
+    /// `zh_script`, `temperature` in
     /// 0..=1 (OpenAI's range), `beam_size` 1..=64, `batch_size` 0..=64, a known
     /// `response_format`, and an `output` prefix with a supported scheme. Whether the output
     /// is allowed is the service's question.
@@ -63,6 +86,8 @@ impl RequestOptions {
                 return Err(invalid("language", format!("{} is not a language code such as \"en\"", quote(lang))));
             }
         }
+        self.task()?;
+        self.zh_script()?;
         if let Some(t) = self.temperature {
             if !(t.is_finite() && (0.0..=1.0).contains(&t)) {
                 return Err(invalid("temperature", format!("{t} is outside 0..=1")));

@@ -12,7 +12,8 @@ use super::{Audio, EventError, Job, ObjectRef, Parsed, RequestOptions, REQUEST_E
 use crate::error::{bounded, Error, QUOTE_CHARS};
 
 const TY: &str = REQUEST_EVENT_TYPE;
-const FIELDS: &[&str] = &["source", "audio", "language", "prompt", "temperature", "beam_size", "batch_size", "response_format", "output"];
+const FIELDS: &[&str] =
+    &["source", "audio", "language", "task", "zh_script", "prompt", "temperature", "beam_size", "batch_size", "response_format", "output"];
 
 /// Standard alphabet; padding optional, as many encoders drop it.
 const BASE64: GeneralPurpose =
@@ -45,6 +46,8 @@ pub(super) fn parse(data: &Value) -> Result<Parsed, EventError> {
     let options = RequestOptions {
         language: json::opt_str(TY, m, "", "language")?.map(str::to_string),
         prompt: json::opt_str(TY, m, "", "prompt")?.map(str::to_string),
+        task: json::opt_str(TY, m, "", "task")?.map(str::to_string),
+        zh_script: json::opt_str(TY, m, "", "zh_script")?.map(str::to_string),
         temperature,
         beam_size,
         batch_size,

@@ -26,9 +26,22 @@ pub struct Recorded {
     pub model: String,
     pub text: String,
     pub language: String,
+    /// Records written before it was kept read as 1.
+    #[serde(default = "certain")]
+    pub language_probability: f32,
+    #[serde(default = "transcribe")]
+    pub task: String,
     pub duration: f64,
     /// Every object written for this transcript, the JSON record last.
     pub outputs: Vec<String>,
+}
+
+fn certain() -> f32 {
+    1.0
+}
+
+fn transcribe() -> String {
+    "transcribe".into()
 }
 
 /// Who is transcribing a source version: `NAME.claim`, created only if absent, so that two
@@ -122,6 +135,12 @@ impl OutputSet {
         OutputSet { base }
     }
 
+    /// The outputs of a translation of the same source: `NAME.translation.EXT`.
+    pub fn translation(self) -> OutputSet {
+        let Location { store, path, uri } = self.base;
+        OutputSet { base: Location { store, path: StorePath::from(format!("{path}.translation")), uri: format!("{uri}.translation") } }
+    }
+
     pub fn uri(&self, extension: &str) -> String {
         format!("{}.{extension}", self.base.uri)
     }
@@ -158,6 +177,8 @@ impl OutputSet {
             model: model.to_string(),
             text: transcript.text.clone(),
             language: transcript.language.clone(),
+            language_probability: transcript.language_probability,
+            task: transcript.task.as_str().to_string(),
             duration: transcript.duration,
             outputs: self.uris(),
         };

@@ -58,6 +58,7 @@ pub fn serve(config: ServeConfig) -> ExitCode {
                 .route("/", web::post().to(events::receive))
                 .route("/transcribe", web::post().to(transcribe::transcribe))
                 .route("/v1/audio/transcriptions", web::post().to(openai::transcriptions))
+                .route("/v1/audio/translations", web::post().to(openai::translations))
                 .route("/health/liveness", web::get().to(ops::liveness))
                 .route("/health/readiness", web::get().to(ops::readiness))
                 .route("/metrics", web::get().to(ops::metrics))

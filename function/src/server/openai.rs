@@ -1,6 +1,7 @@
-//! `POST /v1/audio/transcriptions`, OpenAI's transcription API: multipart `file`, `model`,
-//! `language`, `prompt`, `response_format`, `temperature`, `timestamp_granularities[]`, and
-//! tingxie's `beam_size` and `batch_size`.
+//! `POST /v1/audio/transcriptions` and `/v1/audio/translations`, OpenAI's audio API: multipart
+//! `file`, `model`, `language`, `prompt`, `response_format`, `temperature`,
+//! `timestamp_granularities[]`, and tingxie's `beam_size`, `batch_size`, `task` and `zh_script`.
+//! A translation is the same request with the task `translate` (English text).
 
 use actix_multipart::{Field, Multipart, MultipartError};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -14,6 +15,7 @@ use crate::engine::Permit;
 use crate::error::{bounded, quote, Error, Result, QUOTE_CHARS};
 use crate::events::RequestOptions;
 use crate::service::Service;
+use crate::whisper::Task;
 
 /// Text fields are short; this bounds what a client can make us buffer for them.
 const MAX_FIELD_BYTES: u64 = 64 * 1024;
@@ -125,6 +127,26 @@ pub async fn transcriptions(
     service: web::Data<Service>,
     bodies: web::Data<Bodies>,
 ) -> ApiResult<HttpResponse> {
+    audio_request(req, payload, service, bodies, None).await
+}
+
+pub async fn translations(
+    req: HttpRequest,
+    payload: web::Payload,
+    service: web::Data<Service>,
+    bodies: web::Data<Bodies>,
+) -> ApiResult<HttpResponse> {
+    audio_request(req, payload, service, bodies, Some(Task::Translate)).await
+}
+
+/// Either endpoint; `task` is what the path fixes (a form's own `task` must agree with it).
+async fn audio_request(
+    req: HttpRequest,
+    payload: web::Payload,
+    service: web::Data<Service>,
+    bodies: web::Data<Bodies>,
+    task: Option<Task>,
+) -> ApiResult<HttpResponse> {
     let limit = service.config.max_body_bytes;
     if content_length(&req).is_some_and(|len| len > limit + MAX_FIELD_BYTES) {
         return Err(too_large("the request body", limit, "TINGXIE_MAX_BODY_BYTES").into());
@@ -132,8 +154,14 @@ pub async fn transcriptions(
     let mut permit = service.engine.admit()?;
     check_boundary(req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default())?;
     let mut multipart = Multipart::new(req.headers(), payload);
-    let form = bodies.deadline().within(read_form(&mut multipart, limit, &bodies, &mut permit)).await?;
+    let mut form = bodies.deadline().within(read_form(&mut multipart, limit, &bodies, &mut permit)).await?;
     form.options.validate()?;
+    if let Some(task) = task {
+        if form.options.task().is_ok_and(|asked| asked != task) && form.options.task.is_some() {
+            return Err(invalid("task", format!("this endpoint always has the task `{}`", task.as_str())).into());
+        }
+        form.options.task = Some(task.as_str().to_string());
+    }
     let format = response_format(&form.options)?;
     let (bytes, hint) = form.audio.ok_or_else(|| invalid("file", "the multipart body has no `file` field"))?;
     let decode = service.decode_options(&form.options)?;

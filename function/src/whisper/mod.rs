@@ -15,5 +15,5 @@ pub mod transcriber;
 pub mod weights;
 
 pub use config::WhisperConfig;
-pub use decoding::options::{DecodeOptions, Task};
+pub use decoding::options::{DecodeOptions, Task, ZhScript};
 pub use transcriber::Transcriber;

@@ -192,9 +192,14 @@ impl WhisperTokenizer {
     /// Text of the text tokens among `ids` (special and timestamp tokens are left out), as the
     /// byte-level decoder of `tokenizer.json` gives it: the tokens' bytes, invalid UTF-8 replaced.
     pub fn decode(&self, ids: &[u32]) -> String {
+        String::from_utf8_lossy(&self.text_bytes(ids)).into_owned()
+    }
+
+    /// The bytes of the text tokens among `ids`: a token may end inside a UTF-8 character
+    /// (CJK characters often take two tokens).
+    pub fn text_bytes(&self, ids: &[u32]) -> Vec<u8> {
         let eot = self.specials.eot;
-        let bytes: Vec<u8> = ids.iter().filter(|&&id| id < eot).filter_map(|&id| self.bytes.get(id as usize)).flatten().copied().collect();
-        String::from_utf8_lossy(&bytes).into_owned()
+        ids.iter().filter(|&&id| id < eot).filter_map(|&id| self.bytes.get(id as usize)).flatten().copied().collect()
     }
 
     /// Token ids of `text`, without special tokens.

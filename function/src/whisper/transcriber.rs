@@ -87,20 +87,43 @@ impl<B: WhisperBackend> Transcriber<B> {
     pub fn transcribe(&self, samples: &[f32], options: &DecodeOptions) -> Result<Transcript> {
         options.validate()?;
         let mel = self.log_mel(samples);
-        let sot_sequence = self.sot_sequence(&mel, options)?;
+        let (sot_sequence, language_probability) = self.sot_sequence(&mel, options)?;
         let language = self.language_of(&sot_sequence);
-        let initial_prompt: Vec<u32> = match &options.initial_prompt {
+        // A script steers Mandarin only where the caller gave no prompt of their own.
+        let prompt_text = match (&options.initial_prompt, options.zh_script) {
+            (Some(prompt), _) => Some(prompt.as_str()),
+            (None, Some(script)) if language == "zh" => Some(script.prompt()),
+            _ => None,
+        };
+        let initial_prompt: Vec<u32> = match prompt_text {
             Some(prompt) => self.tokenizer.encode(&format!(" {}", prompt.trim()))?,
             None => Vec::new(),
         };
         let mut rng = Rng::new(options.seed);
-        let segments = if options.batch_size > 0 {
+        let mut segments = if options.batch_size > 0 {
             self.transcribe_batched(&mel, &self.prompt(&initial_prompt, &sot_sequence, options), options, &mut rng)
         } else {
             self.transcribe_sequential(&mel, initial_prompt, &sot_sequence, options, &mut rng)
         };
+        self.cut_text_at_characters(&mut segments);
         let text = segments.iter().map(|s| s.text.as_str()).collect::<String>().trim().to_string();
-        Ok(Transcript { text, segments, language, duration: samples.len() as f64 / SAMPLE_RATE as f64 })
+        let duration = samples.len() as f64 / SAMPLE_RATE as f64;
+        Ok(Transcript { text, segments, language, language_probability, task: options.task, duration })
+    }
+
+    /// Decodes segment texts so that none cuts a character: the bytes of a character that a
+    /// segment's last token leaves unfinished (CJK characters often span two tokens) open the
+    /// next segment's text; after the last segment they are no character at all and are left
+    /// out (faster-whisper decodes each segment alone and shows U+FFFD for such bytes). Token
+    /// ids and times stay as decoded.
+    pub fn cut_text_at_characters(&self, segments: &mut [Segment]) {
+        let mut carried: Vec<u8> = Vec::new();
+        for segment in segments.iter_mut() {
+            let mut bytes = std::mem::take(&mut carried);
+            bytes.extend(self.tokenizer.text_bytes(&segment.tokens));
+            carried = bytes.split_off(complete_characters_len(&bytes));
+            segment.text = String::from_utf8_lossy(&bytes).into_owned();
+        }
     }
 
     /// Windows one after another, each starting at the last timestamp of the one before and
@@ -170,47 +193,70 @@ impl<B: WhisperBackend> Transcriber<B> {
         kept
     }
 
-    /// `<|startoftranscript|>` plus, for multilingual models, language and task tokens.
-    fn sot_sequence(&self, mel: &LogMel, options: &DecodeOptions) -> Result<Vec<u32>> {
+    /// `<|startoftranscript|>` plus, for multilingual models, language and task tokens; and
+    /// the language's probability (1 when given, as faster-whisper reports it).
+    fn sot_sequence(&self, mel: &LogMel, options: &DecodeOptions) -> Result<(Vec<u32>, f32)> {
         let s = &self.tokenizer.specials;
         if !self.model.config.is_multilingual() {
             if let Some(lang) = options.language.as_deref().filter(|l| *l != "en") {
                 return Err(Error::InvalidArgument {
                     field: "language",
-                    reason: format!("this model is English-only; `{lang}` is not available"),
+                    reason: format!("this model is English-only; `{}` is not available", crate::error::bounded(lang, 32)),
                 });
             }
-            return Ok(vec![s.sot]);
+            if options.task == Task::Translate {
+                return Err(Error::InvalidArgument {
+                    field: "task",
+                    reason: "this model is English-only and cannot translate; use a multilingual model".into(),
+                });
+            }
+            return Ok((vec![s.sot], 1.0));
         }
-        let language = match options.language.as_deref() {
-            Some(code) => self
-                .tokenizer
-                .language_token(code)
-                .ok_or_else(|| Error::InvalidArgument { field: "language", reason: format!("unknown language code `{code}`") })?,
-            None => self.detect_language(mel),
+        let (language, probability) = match options.language.as_deref() {
+            Some(code) => (self.language_token(code)?, 1.0),
+            None => self.detect_language(mel).first().copied().unwrap_or((s.sot + 1, 0.0)),
         };
         let task = match options.task {
             Task::Transcribe => s.transcribe,
             Task::Translate => s.translate,
         };
-        Ok(vec![s.sot, language, task])
+        Ok((vec![s.sot, language, task], probability))
+    }
+
+    /// The token of a language code (`zh`, `en`, ...), or the error a caller can act on.
+    fn language_token(&self, code: &str) -> Result<u32> {
+        self.tokenizer.language_token(code).ok_or_else(|| Error::InvalidArgument {
+            field: "language",
+            reason: format!(
+                "unknown language code `{}`; this model knows {} codes, such as en, zh, de, es, fr, ja",
+                crate::error::bounded(code, 32),
+                self.tokenizer.languages.len()
+            ),
+        })
     }
 
     fn language_of(&self, sot_sequence: &[u32]) -> String {
         sot_sequence.get(1).and_then(|&t| self.tokenizer.language_code(t)).unwrap_or("en").to_string()
     }
 
-    /// The most likely language token after `<|startoftranscript|>` on the first window.
-    fn detect_language(&self, mel: &LogMel) -> u32 {
-        let encoded = self.encode_windows(mel.window(0, WINDOW_FRAMES.min(mel.content_frames())));
+    /// Language tokens with their probabilities on the first 30 s, most likely first: the
+    /// logits after `<|startoftranscript|>`, softmax over the language tokens alone
+    /// (faster-whisper's `detect_language` with one segment: every frame of the first 30 s,
+    /// the final one included). Empty for an English-only model.
+    pub fn detect_language(&self, mel: &LogMel) -> Vec<(u32, f32)> {
+        if !self.model.config.is_multilingual() || self.tokenizer.languages.is_empty() {
+            return Vec::new();
+        }
+        let encoded = self.encode_windows(mel.window(0, WINDOW_FRAMES));
         let mut session = WindowSession::new(&self.model, encoded);
         let logits = session.feed_prompt(&[self.tokenizer.specials.sot], Some(0)).map(|mut rows| rows.swap_remove(0)).unwrap_or_default();
-        self.tokenizer
-            .languages
-            .iter()
-            .map(|&(_, id)| id)
-            .max_by(|&a, &b| logits[a as usize].total_cmp(&logits[b as usize]))
-            .unwrap_or(self.tokenizer.specials.sot + 1)
+        let ids: Vec<u32> = self.tokenizer.languages.iter().map(|&(_, id)| id).collect();
+        let logit = |id: u32| f64::from(logits.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY));
+        let max = ids.iter().map(|&id| logit(id)).fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = ids.iter().map(|&id| (logit(id) - max).exp()).sum();
+        let mut probabilities: Vec<(u32, f32)> = ids.iter().map(|&id| (id, ((logit(id) - max).exp() / sum) as f32)).collect();
+        probabilities.sort_by(|a, b| b.1.total_cmp(&a.1));
+        probabilities
     }
 
     /// `[<|startofprev|> previous...] sot_sequence [<|notimestamps|>]`; at most 223 previous tokens.
@@ -370,6 +416,25 @@ impl<B: WhisperBackend> Transcriber<B> {
     }
 }
 
+/// The length of `bytes` without a UTF-8 character left unfinished at its end.
+fn complete_characters_len(bytes: &[u8]) -> usize {
+    let is_continuation = |b: u8| b & 0xC0 == 0x80;
+    let Some(lead) = bytes.iter().rposition(|&b| !is_continuation(b)).filter(|&p| bytes.len() - p <= 4) else {
+        return bytes.len();
+    };
+    let needed = match bytes[lead] {
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF7 => 4,
+        _ => 1,
+    };
+    if bytes.len() - lead < needed {
+        lead
+    } else {
+        bytes.len()
+    }
+}
+
 /// A window is silence when no-speech is likely and the decoded text is unsure.
 pub(super) fn is_silence(result: &WindowResult, options: &DecodeOptions) -> bool {
     let Some(threshold) = options.no_speech_threshold else { return false };
@@ -396,5 +461,24 @@ impl<B: WhisperBackend> search::StepModel for NoSpeechProbe<'_, '_, B> {
 
     fn select_rows(&mut self, rows: &[usize]) {
         self.inner.select_rows(rows);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::complete_characters_len;
+
+    #[test]
+    fn an_unfinished_character_at_the_end_is_left_out() {
+        let han = "话".as_bytes(); // three bytes
+        assert_eq!(complete_characters_len(b"abc"), 3);
+        assert_eq!(complete_characters_len(han), 3);
+        assert_eq!(complete_characters_len(&han[..2]), 0);
+        assert_eq!(complete_characters_len(&[b"x".as_slice(), &han[..1]].concat()), 1);
+        assert_eq!(complete_characters_len(&[han, &"😀".as_bytes()[..3]].concat()), 3);
+        // Invalid bytes are not held back: they decode to U+FFFD where they are.
+        assert_eq!(complete_characters_len(&[0x80, 0x80, 0x80, 0x80, 0x80]), 5);
+        assert_eq!(complete_characters_len(&[b'a', 0xFF]), 2);
+        assert_eq!(complete_characters_len(&[]), 0);
     }
 }

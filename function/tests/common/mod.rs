@@ -38,6 +38,25 @@ pub fn hf_model_dir() -> PathBuf {
     existing_dir("TINGXIE_TEST_MODEL_HF", "models/whisper-tiny-en-hf", "`make models`")
 }
 
+/// Whisper base, multilingual, CTranslate2 layout (`make models`:
+/// `../shared/fixtures/fetch-whisper-base-multilingual.sh`).
+pub fn base_model_dir() -> PathBuf {
+    existing_dir("TINGXIE_TEST_MODEL_BASE", "models/whisper-base", "`make models`")
+}
+
+/// The same weights in Hugging Face layout (`make models`, `ct2_to_hf.py`).
+pub fn base_hf_model_dir() -> PathBuf {
+    existing_dir("TINGXIE_TEST_MODEL_BASE_HF", "models/whisper-base-hf", "`make models`")
+}
+
+/// faster-whisper's output with base on the fixtures, one file per mode
+/// (`tests/reference/faster_whisper_references.py`, run by `make models`).
+pub fn base_reference(mode: &str) -> Value {
+    let dir = existing_dir("TINGXIE_TEST_REFERENCES_BASE", "models/whisper-base/faster-whisper", "`make models`");
+    let path = dir.join(format!("{mode}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
 /// One CPU transcriber per test binary: loading takes a moment and tests share it.
 pub fn transcriber() -> &'static Transcriber<CpuBackend> {
     static T: OnceLock<Transcriber<CpuBackend>> = OnceLock::new();

@@ -41,6 +41,8 @@ const KEYS: &[&str] = &[
     "generation",
     "audio",
     "language",
+    "task",
+    "zh_script",
     "prompt",
     "temperature",
     "beam_size",

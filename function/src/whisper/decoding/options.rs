@@ -3,10 +3,68 @@
 
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the decoder writes: the spoken language, or English (multilingual models only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Task {
     Transcribe,
     Translate,
+}
+
+impl Task {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::Transcribe => "transcribe",
+            Task::Translate => "translate",
+        }
+    }
+}
+
+impl std::str::FromStr for Task {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self> {
+        match text.trim() {
+            "transcribe" => Ok(Task::Transcribe),
+            "translate" => Ok(Task::Translate),
+            other => Err(Error::InvalidArgument {
+                field: "task",
+                reason: format!("{} is not `transcribe` or `translate`", crate::error::quote(other)),
+            }),
+        }
+    }
+}
+
+/// The Chinese script Mandarin output is steered to. Whisper writes simplified or traditional
+/// characters as its training data happened to; a prompt in the wanted script is the usual
+/// remedy (it costs some accuracy: README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZhScript {
+    Simplified,
+    Traditional,
+}
+
+impl ZhScript {
+    /// The initial prompt used with `language` zh when the caller gave none.
+    pub fn prompt(self) -> &'static str {
+        match self {
+            ZhScript::Simplified => "以下是普通话的句子。",
+            ZhScript::Traditional => "以下是普通話的句子。",
+        }
+    }
+}
+
+impl std::str::FromStr for ZhScript {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self> {
+        match text.trim() {
+            "simplified" | "hans" => Ok(ZhScript::Simplified),
+            "traditional" | "hant" => Ok(ZhScript::Traditional),
+            other => Err(Error::InvalidArgument {
+                field: "zh_script",
+                reason: format!("{} is not `simplified` or `traditional`", crate::error::quote(other)),
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +93,8 @@ pub struct DecodeOptions {
     /// ISO 639-1 code; None detects it (multilingual models) or means English (`.en` models).
     pub language: Option<String>,
     pub task: Task,
+    /// With Mandarin (given or detected) and no `initial_prompt`: prompt in this script.
+    pub zh_script: Option<ZhScript>,
     /// Suppress a blank and end-of-text as the first token.
     pub suppress_blank: bool,
     /// Latest allowed first timestamp, in seconds.
@@ -67,6 +127,7 @@ impl Default for DecodeOptions {
             initial_prompt: None,
             language: None,
             task: Task::Transcribe,
+            zh_script: None,
             suppress_blank: true,
             max_initial_timestamp: 1.0,
             without_timestamps: false,
