@@ -32,7 +32,7 @@ pub struct Completed {
 }
 
 pub enum ObjectOutcome {
-    Done(Completed),
+    Done(Box<Completed>),
     /// Nothing to do, e.g. the object is one of our own transcripts.
     Ignored(String),
 }
@@ -139,7 +139,7 @@ impl Service {
             (flight, joined)
         };
         let completed = flight.await.map_err(|e| e.duplicate())?;
-        Ok(ObjectOutcome::Done(Completed { duplicate: completed.duplicate || joined, ..completed }))
+        Ok(ObjectOutcome::Done(Box::new(Completed { duplicate: completed.duplicate || joined, ..completed })))
     }
 
     async fn run_object(
