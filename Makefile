@@ -14,7 +14,7 @@ BASE_HF ?= models/whisper-base-hf
 BASE_REFERENCES ?= $(BASE)/faster-whisper
 AUDIO ?= $(SHARED)/fixtures/speech/s01.wav
 
-.PHONY: all build models venv test run transcribe bench bench-languages loadtest soak coldstart gpu-bundle fmt clippy licenses lint system system-test fuzz
+.PHONY: all build models venv test run transcribe bench bench-base bench-languages loadtest soak coldstart gpu-bundle fmt clippy licenses lint system system-test fuzz
 
 all: build
 
@@ -106,6 +106,10 @@ transcribe: build $(MODEL)/model.bin
 # tingxie and faster-whisper 1.2.1 side by side on the same files and settings (BENCHMARKS.md).
 bench: build models venv
 	$(TARGET_DIR)/release/tingxie-bench --model $(MODEL) --fixtures $(SHARED)/fixtures versus --threads $${THREADS:-2} --python $(VENV)/bin/python --reps $${REPS:-1}
+
+# The same on long_5min.wav with the multilingual base (greedy, beam 5).
+bench-base: build models venv
+	$(TARGET_DIR)/release/tingxie-bench --model $(BASE) --fixtures $(SHARED)/fixtures versus --long-only --threads $${THREADS:-2} --python $(VENV)/bin/python --reps $${REPS:-1}
 
 # Accuracy on real speech (../shared/fixtures/real): WER/CER of tingxie beside faster-whisper,
 # tiny.en and the multilingual base, greedy, beam 5 and the simplified-script prompt (BENCHMARKS.md).
