@@ -91,6 +91,10 @@ step "examples: the multilingual model renders without warnings" \
   bash -c "'$KUBECTL' kustomize knative/examples/multilingual > '$out/multilingual.yaml' 2> '$out/multilingual.err'; status=\$?; cat '$out/multilingual.err'; [ \$status -eq 0 ] && [ ! -s '$out/multilingual.err' ] && grep -q 's3://models/whisper-base/' '$out/multilingual.yaml'"
 step "examples: the multilingual model's Knative objects valid" \
   "$PY" "$SHARED/schemas/validate-knative.py" "$out/multilingual.yaml" --features "$FEATURES"
+step "examples: the canary rollout renders without warnings" \
+  bash -c "'$KUBECTL' kustomize knative/examples/rollout > '$out/rollout.yaml' 2> '$out/rollout.err'; status=\$?; cat '$out/rollout.err'; [ \$status -eq 0 ] && [ ! -s '$out/rollout.err' ] && grep -q 'tag: candidate' '$out/rollout.yaml'"
+step "examples: the canary rollout's Knative objects valid" \
+  "$PY" "$SHARED/schemas/validate-knative.py" "$out/rollout.yaml" --features "$FEATURES"
 
 metrics=()
 [ -n "${METRICS_URL:-}" ] && metrics=(--metrics-url "$METRICS_URL")

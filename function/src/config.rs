@@ -21,10 +21,20 @@ pub struct ServeConfig {
     /// https://) pulled once per node into TINGXIE_CACHE_DIR.
     #[arg(long, env = "TINGXIE_MODEL", default_value = "models/whisper-tiny-en")]
     pub model: String,
-    /// Name reported in replies and accepted as the OpenAI `model` field (default: the last
-    /// segment of TINGXIE_MODEL).
+    /// The catalog name of TINGXIE_MODEL when it is a URI or folder, reported in replies and
+    /// accepted as a request's `model` (default: its last path segment).
     #[arg(long, env = "TINGXIE_MODEL_NAME")]
     pub model_name: Option<String>,
+    /// Further models requests may name (`model`): `name=URI` pairs, comma-separated, or the
+    /// path of a file with one pair per line (a mounted ConfigMap). TINGXIE_MODEL is the
+    /// default: one of these names, or a URI of its own.
+    #[arg(long, env = "TINGXIE_MODELS", default_value = "")]
+    pub models: String,
+    /// Bytes the loaded models' weights may take together; before another model loads, the
+    /// least recently used idle one is unloaded (never one with work queued, never below one
+    /// model). 0: no limit.
+    #[arg(long, env = "TINGXIE_MODEL_MEMORY", default_value_t = 0)]
+    pub model_memory: u64,
     /// cpu, cpu-generic, cuda, cuda:N or wgpu.
     #[arg(long, env = "TINGXIE_DEVICE", default_value = "cpu")]
     pub device: DeviceKind,
@@ -97,13 +107,6 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    pub fn model_name(&self) -> String {
-        self.model_name.clone().unwrap_or_else(|| {
-            let trimmed = self.model.trim_end_matches('/');
-            trimmed.rsplit('/').next().unwrap_or(trimmed).to_string()
-        })
-    }
-
     /// Largest `POST /` body: events carry inline audio as base64, a third larger than the
     /// audio limit.
     pub fn event_body_limit(&self) -> u64 {

@@ -111,6 +111,11 @@ impl AnyTranscriber {
     pub fn transcribe(&self, samples: &[f32], options: &DecodeOptions) -> Result<Transcript> {
         each_backend!(self, t => t.transcribe(samples, options))
     }
+
+    /// Bytes of the weights as held on the device (f32).
+    pub fn weight_bytes(&self) -> u64 {
+        each_backend!(self, t => t.model.config.parameter_count() as u64 * 4)
+    }
 }
 
 /// Runs the model once on every shape requests will use, so that a JIT backend compiles and

@@ -2,6 +2,7 @@
 //! queue whose size a semaphore bounds. A handler takes a [`Permit`] *before* it reads a body,
 //! so a full queue costs the client one round trip and the server no memory.
 
+use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +13,7 @@ use tingxie_model_cache::{CacheConfig, LocalModel, ModelCache};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::audio::SAMPLE_RATE;
+use crate::catalog::Catalog;
 use crate::config::ServeConfig;
 use crate::device::{self, AnyTranscriber};
 use crate::error::{Error, Result};
@@ -42,8 +44,9 @@ impl Drop for Permit {
     }
 }
 
-/// A transcript and where the time went.
+/// A transcript, the model that made it, and where the time went.
 pub struct Done {
+    pub model: Arc<str>,
     pub transcript: Transcript,
     pub queue_wait: Duration,
     pub compute: Duration,
@@ -53,6 +56,7 @@ pub struct Done {
 pub type StillWanted = Box<dyn Fn() -> bool + Send>;
 
 struct Job {
+    model: Arc<str>,
     samples: Vec<f32>,
     options: DecodeOptions,
     enqueued: Instant,
@@ -75,7 +79,7 @@ impl Engine {
     /// Starts loading the model at once on the engine thread; [`Engine::is_ready`] turns true
     /// when a request would be served without further loading. A model that cannot be loaded
     /// ends the process (exit 1), so the platform shows the failure and restarts with backoff.
-    pub fn start(config: &ServeConfig, metrics: Arc<Metrics>, phases: Phases) -> Engine {
+    pub fn start(config: &ServeConfig, catalog: Arc<Catalog>, metrics: Arc<Metrics>, phases: Phases) -> Engine {
         let capacity = config.queue_depth + 1;
         metrics.queue_capacity.set(capacity as i64);
         let (tx, rx) = mpsc::channel();
@@ -91,7 +95,7 @@ impl Engine {
         let config = config.clone();
         std::thread::Builder::new()
             .name("tingxie-engine".into())
-            .spawn(move || worker.run(config, phases, rx))
+            .spawn(move || worker.run(config, catalog, phases, rx))
             .expect("spawning the engine thread");
         engine
     }
@@ -138,13 +142,14 @@ impl Engine {
     pub async fn transcribe(
         &self,
         _permit: &Permit,
+        model: Arc<str>,
         samples: Vec<f32>,
         options: DecodeOptions,
         wanted: Option<StillWanted>,
     ) -> Result<Done> {
         let (reply, done) = oneshot::channel();
         self.metrics.queue_depth.inc();
-        let job = Job { samples, options, enqueued: Instant::now(), reply, wanted };
+        let job = Job { model, samples, options, enqueued: Instant::now(), reply, wanted };
         if self.jobs.send(job).is_err() {
             self.metrics.queue_depth.dec();
             return Err(Error::Device("the engine has stopped".into()));
@@ -152,14 +157,13 @@ impl Engine {
         done.await.unwrap_or_else(|_| Err(Error::Device("the engine dropped the job".into())))
     }
 
-    fn run(self, config: ServeConfig, mut phases: Phases, jobs: mpsc::Receiver<Job>) {
-        let (model, _in_use) = match self.load(&config, &mut phases) {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                tracing::error!(error = %e, model = %config.model, "cannot load the model; exiting");
-                std::process::exit(1);
-            }
-        };
+    fn run(self, config: ServeConfig, catalog: Arc<Catalog>, mut phases: Phases, jobs: mpsc::Receiver<Job>) {
+        let default = catalog.default_name().clone();
+        let mut models = Models::new(&config, catalog);
+        if let Err(e) = self.load_default(&config, &mut models, &default, &mut phases) {
+            tracing::error!(error = %e, model = %config.model, "cannot load the model; exiting");
+            std::process::exit(1);
+        }
         for (phase, seconds) in phases.iter() {
             self.metrics.cold_start_phase.with_label_values(&[phase]).set(seconds);
         }
@@ -170,7 +174,12 @@ impl Engine {
         if !self.draining.load(Ordering::Acquire) {
             self.metrics.ready.set(1);
         }
-        for job in jobs {
+        // Jobs still in the channel are moved here first, so that a model with work queued is
+        // known and never unloaded.
+        let mut queued: VecDeque<Job> = VecDeque::new();
+        loop {
+            queued.extend(jobs.try_iter());
+            let Some(job) = queued.pop_front().or_else(|| jobs.recv().ok()) else { break };
             self.metrics.queue_depth.dec();
             if job.reply.is_closed() || job.wanted.as_ref().is_some_and(|wanted| !wanted()) {
                 self.metrics.cancelled.inc();
@@ -178,8 +187,18 @@ impl Engine {
                 continue;
             }
             let queue_wait = job.enqueued.elapsed();
+            let waiting: Vec<&str> = queued.iter().map(|j| &*j.model).collect();
+            let model = match models.get(&self, &job.model, &waiting) {
+                Ok(model) => model,
+                Err(e) => {
+                    tracing::error!(error = %e, model = %job.model, "cannot load the model");
+                    let _ = job.reply.send(Err(e));
+                    continue;
+                }
+            };
             let started = Instant::now();
             self.metrics.engine_busy.set(1);
+            self.metrics.model_requests.with_label_values(&[&*job.model]).inc();
             let result = panic::catch_unwind(AssertUnwindSafe(|| model.transcribe(&job.samples, &job.options)))
                 .unwrap_or_else(|_| Err(Error::Device("the model panicked on this input".into())));
             self.metrics.engine_busy.set(0);
@@ -187,10 +206,19 @@ impl Engine {
             self.record(&job.samples, queue_wait, compute);
             self.count_kernels();
             if let Ok(transcript) = &result {
+                tracing::info!(
+                    model = %job.model,
+                    language = %transcript.language,
+                    task = transcript.task.as_str(),
+                    audio_seconds = transcript.duration,
+                    queue_seconds = queue_wait.as_secs_f64(),
+                    compute_seconds = compute.as_secs_f64(),
+                    "transcribed"
+                );
                 // Bounded: languages are the model's codes, tasks two names.
                 self.metrics.transcriptions.with_label_values(&[transcript.language.as_str(), transcript.task.as_str()]).inc();
             }
-            let _ = job.reply.send(result.map(|transcript| Done { transcript, queue_wait, compute }));
+            let _ = job.reply.send(result.map(|transcript| Done { model: job.model.clone(), transcript, queue_wait, compute }));
         }
     }
 
@@ -213,25 +241,38 @@ impl Engine {
         }
     }
 
-    /// Cache lookup or download, weight load, warm-up: each a phase.
-    fn load(&self, config: &ServeConfig, phases: &mut Phases) -> Result<(AnyTranscriber, Option<LocalModel>)> {
+    /// The default model at start: cache lookup or download, weight load, warm-up, each a phase.
+    fn load_default(&self, config: &ServeConfig, models: &mut Models, name: &Arc<str>, phases: &mut Phases) -> Result<()> {
         if let Some(threads) = config.threads {
             device::set_cpu_threads(threads);
         }
-        let (dir, in_use) = self.resolve_model(&config.model)?;
-        phases.lap("cache");
         if config.device.compiles_kernels() {
             kernels::configure(&config.kernel_cache_dir(), config.device);
         }
+        models.load(self, name, Some(phases))
+    }
+
+    /// A model of the catalog from the node cache (downloaded on first use) onto the device,
+    /// warmed up on JIT devices; its weights' bytes.
+    fn load_model(&self, config: &ServeConfig, uri: &str, phases: Option<&mut Phases>) -> Result<Loaded> {
+        let mut laps = phases;
+        let (dir, in_use) = self.resolve_model(uri)?;
+        if let Some(p) = laps.as_deref_mut() {
+            p.lap("cache");
+        }
         let model = AnyTranscriber::load(&dir, config.device)?;
-        phases.lap("load");
+        if let Some(p) = laps.as_deref_mut() {
+            p.lap("load");
+        }
         // The CPU backend compiles nothing at run time: a warm-up there only costs time.
         if config.device.compiles_kernels() {
             device::warm_up(&model, config.beam_size, config.batch_size)?;
-            phases.lap("warmup");
+            if let Some(p) = laps {
+                p.lap("warmup");
+            }
             self.count_kernels();
         }
-        Ok((model, in_use))
+        Ok(Loaded { bytes: model.weight_bytes(), model, last_used: Instant::now(), _in_use: in_use })
     }
 
     fn resolve_model(&self, model: &str) -> Result<(PathBuf, Option<LocalModel>)> {
@@ -249,5 +290,87 @@ impl Engine {
         self.metrics.cache_bytes.inc_by(local.bytes_downloaded);
         tracing::info!(model, cache = local.outcome.as_str(), bytes_downloaded = local.bytes_downloaded, "model resolved");
         Ok((local.path.clone(), Some(local)))
+    }
+}
+
+/// A model on the device.
+struct Loaded {
+    model: AnyTranscriber,
+    bytes: u64,
+    last_used: Instant,
+    /// Keeps the node cache from evicting the model's files while it is loaded.
+    _in_use: Option<LocalModel>,
+}
+
+/// The engine thread's models: loaded on first use, the least recently used idle one unloaded
+/// when the next would not fit in `TINGXIE_MODEL_MEMORY`.
+struct Models {
+    config: ServeConfig,
+    catalog: Arc<Catalog>,
+    loaded: Vec<(Arc<str>, Loaded)>,
+    /// Each model's weight bytes once it has been loaded: what making room for it must free.
+    sizes: std::collections::HashMap<Arc<str>, u64>,
+}
+
+impl Models {
+    fn new(config: &ServeConfig, catalog: Arc<Catalog>) -> Models {
+        Models { config: config.clone(), catalog, loaded: Vec::new(), sizes: Default::default() }
+    }
+
+    /// `name`, loaded if it is not; models named in `waiting` (queued work) stay loaded.
+    fn get(&mut self, engine: &Engine, name: &Arc<str>, waiting: &[&str]) -> Result<&AnyTranscriber> {
+        if !self.loaded.iter().any(|(n, _)| n == name) {
+            self.make_room(engine, name, waiting);
+            self.load(engine, name, None)?;
+            // A first load's size is known only now.
+            self.make_room(engine, name, waiting);
+        }
+        let (_, loaded) = self.loaded.iter_mut().find(|(n, _)| n == name).expect("loaded above");
+        loaded.last_used = Instant::now();
+        Ok(&loaded.model)
+    }
+
+    fn load(&mut self, engine: &Engine, name: &Arc<str>, phases: Option<&mut Phases>) -> Result<()> {
+        let uri = self.catalog.uri(name).ok_or_else(|| Error::Model(format!("`{name}` is not in the catalog")))?.to_string();
+        let started = Instant::now();
+        tracing::info!(model = %name, uri = %uri, "loading a model");
+        let loaded = engine.load_model(&self.config, &uri, phases)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let m = &engine.metrics;
+        m.model_loads.with_label_values(&[&**name]).inc();
+        m.model_load_seconds.with_label_values(&[&**name]).observe(seconds);
+        m.model_resident_bytes.with_label_values(&[&**name]).set(loaded.bytes as i64);
+        tracing::info!(model = %name, seconds, bytes = loaded.bytes, "model loaded");
+        self.sizes.insert(name.clone(), loaded.bytes);
+        self.loaded.push((name.clone(), loaded));
+        Ok(())
+    }
+
+    /// Unloads least recently used idle models until `name` fits the budget beside the rest.
+    fn make_room(&mut self, engine: &Engine, name: &Arc<str>, waiting: &[&str]) {
+        let budget = self.config.model_memory;
+        let Some(&needed) = self.sizes.get(name) else { return };
+        loop {
+            let incoming = if self.loaded.iter().any(|(n, _)| n == name) { 0 } else { needed };
+            let total = self.loaded.iter().map(|(_, l)| l.bytes).sum::<u64>() + incoming;
+            if budget == 0 || total <= budget {
+                return;
+            }
+            let idle = self
+                .loaded
+                .iter()
+                .enumerate()
+                .filter(|(_, (n, _))| n != name && !waiting.contains(&&**n))
+                .min_by_key(|(_, (_, l))| l.last_used)
+                .map(|(i, _)| i);
+            let Some(index) = idle else {
+                tracing::warn!(model = %name, budget, total, "TINGXIE_MODEL_MEMORY is exceeded: every other model has work queued");
+                return;
+            };
+            let (gone, _) = self.loaded.remove(index);
+            engine.metrics.model_unloads.with_label_values(&[&*gone]).inc();
+            engine.metrics.model_resident_bytes.with_label_values(&[&*gone]).set(0);
+            tracing::info!(model = %gone, to_load = %name, budget, "unloaded the least recently used idle model");
+        }
     }
 }

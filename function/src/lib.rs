@@ -1,6 +1,7 @@
 //! tingxie: speech-to-text for Knative, with Whisper running on burn.
 
 pub mod audio;
+pub mod catalog;
 pub mod config;
 pub mod device;
 pub mod engine;

@@ -26,6 +26,11 @@ pub struct Metrics {
     pub compute: Histogram,
     pub audio_seconds: Counter,
     pub transcriptions: IntCounterVec,
+    pub model_requests: IntCounterVec,
+    pub model_loads: IntCounterVec,
+    pub model_unloads: IntCounterVec,
+    pub model_load_seconds: HistogramVec,
+    pub model_resident_bytes: IntGaugeVec,
     pub real_time_factor: Histogram,
     pub events: IntCounterVec,
     pub duplicates_skipped: IntCounter,
@@ -95,6 +100,30 @@ impl Metrics {
                 "tingxie_transcriptions_total",
                 "Transcripts produced, by language (given or detected) and task (transcribe, translate).",
                 &["language", "task"],
+            ),
+            model_requests: counter_vec("tingxie_model_requests_total", "Jobs computed, by model.", &["model"]),
+            model_loads: counter_vec("tingxie_model_loads_total", "Models loaded onto the device (the first at start).", &["model"]),
+            model_unloads: counter_vec(
+                "tingxie_model_unloads_total",
+                "Idle models unloaded to make room under TINGXIE_MODEL_MEMORY.",
+                &["model"],
+            ),
+            model_load_seconds: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new("tingxie_model_load_seconds", "Time to bring a model from the node cache onto the device.")
+                        .buckets(SECONDS_BUCKETS.to_vec()),
+                    &["model"],
+                )
+                .expect("valid metric"),
+            ),
+            model_resident_bytes: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("tingxie_model_resident_bytes", "Weight bytes of each loaded model (0 once unloaded)."),
+                    &["model"],
+                )
+                .expect("valid metric"),
             ),
             real_time_factor: histogram("tingxie_real_time_factor", "Compute seconds per audio second.", RTF_BUCKETS),
             events: counter_vec("tingxie_events_total", "Storage events and requests by type and outcome.", &["type", "outcome"]),

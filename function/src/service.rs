@@ -10,6 +10,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use tracing::Instrument;
 
 use crate::audio;
+use crate::catalog::Catalog;
 use crate::config::ServeConfig;
 use crate::engine::{Done, Engine, Permit, StillWanted};
 use crate::error::{Error, Result};
@@ -17,6 +18,12 @@ use crate::events::{ObjectRef, RequestOptions};
 use crate::metrics::Metrics;
 use crate::objects::{Claim, Location, Objects, OutputSet, Recorded, SourceVersion};
 use crate::whisper::{DecodeOptions, Task};
+
+/// What the engine is asked to do for a request: which model, with which options.
+pub struct Work {
+    pub model: Arc<str>,
+    pub options: DecodeOptions,
+}
 
 /// The result of a stored-object job.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -41,6 +48,7 @@ type Flight = Shared<BoxFuture<'static, Result<Completed, Arc<Error>>>>;
 
 pub struct Service {
     pub config: ServeConfig,
+    pub catalog: Arc<Catalog>,
     pub engine: Engine,
     pub objects: Objects,
     pub metrics: Arc<Metrics>,
@@ -51,15 +59,17 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn new(config: ServeConfig, engine: Engine, objects: Objects, metrics: Arc<Metrics>) -> Service {
+    pub fn new(config: ServeConfig, catalog: Arc<Catalog>, engine: Engine, objects: Objects, metrics: Arc<Metrics>) -> Service {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "tingxie".into());
         let instance = format!("{host}/{}/{}", std::process::id(), uuid::Uuid::new_v4());
-        Service { config, engine, objects, metrics, flights: Mutex::new(HashMap::new()), instance }
+        Service { config, catalog, engine, objects, metrics, flights: Mutex::new(HashMap::new()), instance }
     }
 
-    /// Request options over the configured defaults, validated.
-    pub fn decode_options(&self, requested: &RequestOptions) -> Result<DecodeOptions> {
+    /// The model a request names (`model`; the default when none), and its options over the
+    /// configured defaults, validated.
+    pub fn work(&self, requested: &RequestOptions) -> Result<Work> {
         requested.validate()?;
+        let model = self.catalog.resolve(requested.model.as_deref())?;
         let defaults = DecodeOptions::default();
         let options = DecodeOptions {
             beam_size: requested.beam_size.unwrap_or(self.config.beam_size),
@@ -72,7 +82,7 @@ impl Service {
             ..defaults
         };
         options.validate()?;
-        Ok(options)
+        Ok(Work { model, options })
     }
 
     /// Decodes audio bytes off the async threads, checks the duration limit and transcribes.
@@ -81,14 +91,14 @@ impl Service {
         permit: &Permit,
         bytes: Vec<u8>,
         hint: Option<String>,
-        options: DecodeOptions,
+        work: Work,
         wanted: Option<StillWanted>,
     ) -> Result<Done> {
         let max_seconds = self.config.max_audio_seconds;
         let samples = tokio::task::spawn_blocking(move || audio::decode_bytes_limited(bytes, hint.as_deref(), max_seconds))
             .await
             .map_err(|e| Error::Device(format!("audio decoder task: {e}")))??;
-        self.engine.transcribe(permit, samples, options, wanted).await
+        self.engine.transcribe(permit, work.model, samples, work.options, wanted).await
     }
 
     /// Transcribes a stored object unless this version already has transcripts, in the queue
@@ -104,15 +114,26 @@ impl Service {
         let Some(outputs) = self.objects.outputs_for(obj, admitted, requested.output.as_deref())? else {
             return Ok(ObjectOutcome::Ignored(format!("{} is a transcript output", obj.uri)));
         };
-        let options = self.decode_options(requested)?;
-        // A translation is kept beside the transcript, each written once per source version.
-        let outputs = match options.task {
-            Task::Transcribe => outputs,
-            Task::Translate => outputs.translation(),
-        };
+        let work = self.work(requested)?;
+        // Another model's transcript, and a translation, are kept beside the default model's
+        // transcript: each is written once per source version.
+        let mut outputs = outputs;
+        if work.model != *self.catalog.default_name() {
+            outputs = outputs.variant(&work.model);
+        }
+        if work.options.task == Task::Translate {
+            outputs = outputs.variant("translation");
+        }
         let version = self.objects.head(&source).await?;
-        let key =
-            format!("{}\u{0}{:?}\u{0}{:?}\u{0}{}\u{0}{}", version.uri, version.etag, version.version, version.size, options.task.as_str());
+        let key = format!(
+            "{}\u{0}{:?}\u{0}{:?}\u{0}{}\u{0}{}\u{0}{}",
+            version.uri,
+            version.etag,
+            version.version,
+            version.size,
+            work.model,
+            work.options.task.as_str()
+        );
         let (flight, joined) = {
             let mut flights = self.flights.lock().expect("flights");
             let joined = flights.contains_key(&key);
@@ -125,7 +146,7 @@ impl Service {
                     let key = key.clone();
                     let task = tokio::spawn(
                         async move {
-                            let result = service.run_object(&permit, source, version, outputs, options).await.map_err(Arc::new);
+                            let result = service.run_object(&permit, source, version, outputs, work).await.map_err(Arc::new);
                             service.flights.lock().expect("flights").remove(&key);
                             result
                         }
@@ -148,7 +169,7 @@ impl Service {
         source: Location,
         version: SourceVersion,
         outputs: OutputSet,
-        options: DecodeOptions,
+        work: Work,
     ) -> Result<Completed> {
         let started = Instant::now();
         if let Some(record) = outputs.existing(&version).await? {
@@ -182,7 +203,7 @@ impl Service {
             Claim::Acquired(claim) => claim,
         };
         // The claim is renewed while the work runs, so it outlives only a dead owner's lease.
-        let result = claim.renewed_while(lease, self.transcribe_source(permit, &source, &version, &outputs, options)).await;
+        let result = claim.renewed_while(lease, self.transcribe_source(permit, &source, &version, &outputs, work)).await;
         claim.release().await;
         let (record, done) = result?;
         let compute = done.compute.as_secs_f64();
@@ -202,13 +223,13 @@ impl Service {
         source: &Location,
         version: &SourceVersion,
         outputs: &OutputSet,
-        options: DecodeOptions,
+        work: Work,
     ) -> Result<(Recorded, Done)> {
         let bytes = self.objects.read(source, self.config.max_body_bytes).await?;
         let hint = source.path.extension().map(str::to_string);
         // Stored objects are finished even if the deliverer gives up: a redelivery finds them.
-        let done = self.transcribe_bytes(permit, bytes, hint, options, None).await?;
-        let record = outputs.write(&done.transcript, version, &self.config.model_name()).await?;
+        let done = self.transcribe_bytes(permit, bytes, hint, work, None).await?;
+        let record = outputs.write(&done.transcript, version, &done.model).await?;
         Ok((record, done))
     }
 }

@@ -11,6 +11,9 @@ use crate::whisper::{Task, ZhScript};
 /// Options a tingxie request may carry (the OpenAI-compatible HTTP API's names).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct RequestOptions {
+    /// A model of the catalog (`GET /v1/models`); the service's default when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,6 +51,7 @@ impl RequestOptions {
     /// False when `name` is not a request option.
     pub fn set_text(&mut self, name: &str, text: &str) -> Result<bool> {
         match name {
+            "model" => self.model = Some(text.trim().to_string()),
             "language" => self.language = Some(text.to_string()),
             "prompt" => self.prompt = Some(text.to_string()),
             "task" => self.task = Some(text.trim().to_string()),

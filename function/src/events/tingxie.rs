@@ -12,8 +12,20 @@ use super::{Audio, EventError, Job, ObjectRef, Parsed, RequestOptions, REQUEST_E
 use crate::error::{bounded, Error, QUOTE_CHARS};
 
 const TY: &str = REQUEST_EVENT_TYPE;
-const FIELDS: &[&str] =
-    &["source", "audio", "language", "task", "zh_script", "prompt", "temperature", "beam_size", "batch_size", "response_format", "output"];
+const FIELDS: &[&str] = &[
+    "source",
+    "audio",
+    "model",
+    "language",
+    "task",
+    "zh_script",
+    "prompt",
+    "temperature",
+    "beam_size",
+    "batch_size",
+    "response_format",
+    "output",
+];
 
 /// Standard alphabet; padding optional, as many encoders drop it.
 const BASE64: GeneralPurpose =
@@ -44,6 +56,7 @@ pub(super) fn parse(data: &Value) -> Result<Parsed, EventError> {
         Some(v) => return Err(json::invalid(TY, "temperature", format!("expected a number, got {}", json::describe(v)))),
     };
     let options = RequestOptions {
+        model: json::opt_str(TY, m, "", "model")?.map(str::to_string),
         language: json::opt_str(TY, m, "", "language")?.map(str::to_string),
         prompt: json::opt_str(TY, m, "", "prompt")?.map(str::to_string),
         task: json::opt_str(TY, m, "", "task")?.map(str::to_string),

@@ -135,10 +135,11 @@ impl OutputSet {
         OutputSet { base }
     }
 
-    /// The outputs of a translation of the same source: `NAME.translation.EXT`.
-    pub fn translation(self) -> OutputSet {
+    /// Outputs of another kind for the same source, beside these: `NAME.KIND.EXT` (another
+    /// model's transcript, a translation). `kind` is a catalog name or a fixed word.
+    pub fn variant(self, kind: &str) -> OutputSet {
         let Location { store, path, uri } = self.base;
-        OutputSet { base: Location { store, path: StorePath::from(format!("{path}.translation")), uri: format!("{uri}.translation") } }
+        OutputSet { base: Location { store, path: StorePath::from(format!("{path}.{kind}")), uri: format!("{uri}.{kind}") } }
     }
 
     pub fn uri(&self, extension: &str) -> String {

@@ -241,10 +241,10 @@ async fn run_job(service: &Arc<Service>, job: Job, permit: &Arc<Permit>) -> Resu
         },
         Audio::Inline(bytes) => {
             let format = response_format(&job.options)?;
-            let options = service.decode_options(&job.options)?;
-            let done = service.transcribe_bytes(permit, bytes, None, options, None).await?;
+            let work = service.work(&job.options)?;
+            let done = service.transcribe_bytes(permit, bytes, None, work, None).await?;
             let mut value = output::verbose_json(&done.transcript);
-            value["model"] = service.config.model_name().into();
+            value["model"] = (&*done.model).into();
             value["queue_seconds"] = done.queue_wait.as_secs_f64().into();
             value["compute_seconds"] = done.compute.as_secs_f64().into();
             if done.transcript.duration > 0.0 {

@@ -22,6 +22,7 @@ use tingxie_model_cache::CacheConfig;
 pub use events::check_event_id;
 pub use openai::check_boundary;
 
+use crate::catalog::Catalog;
 use crate::config::ServeConfig;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
@@ -35,17 +36,24 @@ pub fn serve(config: ServeConfig) -> ExitCode {
     let mut phases = Phases::start();
     init_logging(&config.log);
     errors::RETRY_AFTER_SECONDS.store(config.retry_after_seconds, Ordering::Relaxed);
+    let catalog = match Catalog::from_config(&config) {
+        Ok(catalog) => Arc::new(catalog),
+        Err(e) => {
+            tracing::error!(error = %e, "the model catalog is invalid");
+            return ExitCode::FAILURE;
+        }
+    };
     let metrics = Arc::new(Metrics::new());
     let objects = Objects::new(CacheConfig::from_env(), &config.allowed_sources, &config.output, &config.allowed_outputs);
     if objects.allow.is_empty() {
         tracing::info!("TINGXIE_ALLOWED_SOURCES is empty: only audio sent in requests is transcribed");
     }
-    metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), &config.model_name(), &config.device.to_string()]).set(1);
+    metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), &**catalog.default_name(), &config.device.to_string()]).set(1);
     phases.lap("config");
-    let engine = Engine::start(&config, metrics.clone(), phases);
+    let engine = Engine::start(&config, catalog.clone(), metrics.clone(), phases);
     let bodies = web::Data::new(Bodies::new(&config, metrics.clone()));
     let replayed = web::Data::new(Replayed::default());
-    let service = web::Data::new(Service::new(config.clone(), engine.clone(), objects, metrics.clone()));
+    let service = web::Data::new(Service::new(config.clone(), catalog, engine.clone(), objects, metrics.clone()));
     let system = actix_web::rt::System::new();
     let result = system.block_on(async move {
         let app_service = service.clone();
@@ -59,6 +67,7 @@ pub fn serve(config: ServeConfig) -> ExitCode {
                 .route("/transcribe", web::post().to(transcribe::transcribe))
                 .route("/v1/audio/transcriptions", web::post().to(openai::transcriptions))
                 .route("/v1/audio/translations", web::post().to(openai::translations))
+                .route("/v1/models", web::get().to(openai::models))
                 .route("/health/liveness", web::get().to(ops::liveness))
                 .route("/health/readiness", web::get().to(ops::readiness))
                 .route("/metrics", web::get().to(ops::metrics))

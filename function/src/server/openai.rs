@@ -92,10 +92,6 @@ async fn read_form(multipart: &mut Multipart, limit: u64, bodies: &Bodies, permi
                     .and_then(|f| f.rsplit_once('.').map(|(_, ext)| bounded(ext, 16)));
                 form.audio = Some((read_field(&mut field, limit, "TINGXIE_MAX_BODY_BYTES", Some((bodies, permit))).await?, hint));
             }
-            // One model per service; the name is accepted as OpenAI clients always send it.
-            "model" => {
-                read_text(&mut field).await?;
-            }
             "timestamp_granularities[]" | "timestamp_granularities" => {
                 let text = read_text(&mut field).await?;
                 if text.trim() != "segment" {
@@ -164,7 +160,19 @@ async fn audio_request(
     }
     let format = response_format(&form.options)?;
     let (bytes, hint) = form.audio.ok_or_else(|| invalid("file", "the multipart body has no `file` field"))?;
-    let decode = service.decode_options(&form.options)?;
-    let done = service.transcribe_bytes(&permit, bytes, hint, decode, Some(peer::still_connected(&req))).await?;
+    let work = service.work(&form.options)?;
+    let done = service.transcribe_bytes(&permit, bytes, hint, work, Some(peer::still_connected(&req))).await?;
     Ok(transcript_response(&done, format))
+}
+
+/// `GET /v1/models`: the catalog in OpenAI's list shape; the default model first.
+pub async fn models(service: web::Data<Service>) -> HttpResponse {
+    let default = service.catalog.default_name();
+    let mut names: Vec<&std::sync::Arc<str>> = service.catalog.names().collect();
+    names.sort_by_key(|n| *n != default);
+    let data: Vec<serde_json::Value> = names
+        .into_iter()
+        .map(|name| serde_json::json!({"id": &**name, "object": "model", "created": 0, "owned_by": "tingxie", "default": name == default}))
+        .collect();
+    HttpResponse::Ok().json(serde_json::json!({"object": "list", "data": data}))
 }

@@ -20,7 +20,7 @@ pub async fn liveness() -> HttpResponse {
 pub async fn readiness(service: web::Data<Service>) -> HttpResponse {
     if service.engine.is_ready() {
         let phases = service.engine.phases().map(|p| p.to_json());
-        HttpResponse::Ok().json(serde_json::json!({"status": "ready", "model": service.config.model_name(), "cold_start": phases}))
+        HttpResponse::Ok().json(serde_json::json!({"status": "ready", "model": &**service.catalog.default_name(), "cold_start": phases}))
     } else {
         HttpResponse::ServiceUnavailable()
             .insert_header(("Retry-After", service.config.retry_after_seconds.to_string()))

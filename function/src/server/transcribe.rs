@@ -60,12 +60,12 @@ pub async fn transcribe(
     }
     let requested = query_options(req.query_string())?;
     let format = response_format(&requested)?;
-    let options = service.decode_options(&requested)?;
+    let work = service.work(&requested)?;
     // Admission before reading the body: a full queue costs the client one round trip.
     let mut permit = service.engine.admit()?;
     let body = bodies.read(&req, payload, service.config.max_body_bytes, &mut permit, 1).await?;
     let hint = (!media.is_empty() && media != "application/octet-stream").then_some(media);
-    let done = service.transcribe_bytes(&permit, body, hint, options, Some(peer::still_connected(&req))).await?;
+    let done = service.transcribe_bytes(&permit, body, hint, work, Some(peer::still_connected(&req))).await?;
     Ok(transcript_response(&done, format))
 }
 

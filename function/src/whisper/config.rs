@@ -26,6 +26,18 @@ impl WhisperConfig {
         self.n_vocab >= 51865
     }
 
+    /// Parameters of a checkpoint of these shapes: embeddings, convolutions, and per block the
+    /// attention projections (4 d² + 3 d biases; the key has none), layer norms and the 4 d MLP.
+    pub fn parameter_count(&self) -> usize {
+        let d = self.n_audio_state;
+        let attention = 4 * d * d + 3 * d;
+        let mlp = 8 * d * d + 5 * d;
+        let encoder =
+            self.n_mels * d * 3 + d + d * d * 3 + d + self.n_audio_ctx * d + self.n_audio_layer * (attention + mlp + 4 * d) + 2 * d;
+        let decoder = self.n_vocab * d + self.n_text_ctx * d + self.n_text_layer * (2 * attention + mlp + 6 * d) + 2 * d;
+        encoder + decoder
+    }
+
     /// Reads a Hugging Face `config.json` (WhisperConfig of transformers).
     pub fn from_hf_json(json: &serde_json::Value) -> Result<Self> {
         let get = |key: &str| -> Result<usize> {
