@@ -111,13 +111,12 @@ impl Service {
         permit: Arc<Permit>,
     ) -> Result<ObjectOutcome> {
         let (source, admitted) = self.objects.source(obj)?;
-        let Some(outputs) = self.objects.outputs_for(obj, admitted, requested.output.as_deref())? else {
+        let Some(mut outputs) = self.objects.outputs_for(obj, admitted, requested.output.as_deref())? else {
             return Ok(ObjectOutcome::Ignored(format!("{} is a transcript output", obj.uri)));
         };
         let work = self.work(requested)?;
         // Another model's transcript, and a translation, are kept beside the default model's
         // transcript: each is written once per source version.
-        let mut outputs = outputs;
         if work.model != *self.catalog.default_name() {
             outputs = outputs.variant(&work.model);
         }

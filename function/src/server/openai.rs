@@ -153,7 +153,7 @@ async fn audio_request(
     let mut form = bodies.deadline().within(read_form(&mut multipart, limit, &bodies, &mut permit)).await?;
     form.options.validate()?;
     if let Some(task) = task {
-        if form.options.task().is_ok_and(|asked| asked != task) && form.options.task.is_some() {
+        if form.options.task.is_some() && form.options.task()? != task {
             return Err(invalid("task", format!("this endpoint always has the task `{}`", task.as_str())).into());
         }
         form.options.task = Some(task.as_str().to_string());
