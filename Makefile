@@ -14,7 +14,7 @@ BASE_HF ?= models/whisper-base-hf
 BASE_REFERENCES ?= $(BASE)/faster-whisper
 AUDIO ?= $(SHARED)/fixtures/speech/s01.wav
 
-.PHONY: all build models venv test run transcribe bench bench-base bench-languages loadtest soak coldstart gpu-bundle fmt clippy licenses lint system system-test fuzz
+.PHONY: all build models venv test run transcribe bench bench-base bench-models bench-languages loadtest soak coldstart gpu-bundle fmt clippy licenses lint system system-test fuzz
 
 all: build
 
@@ -110,6 +110,12 @@ bench: build models venv
 # The same on long_5min.wav with the multilingual base (greedy, beam 5).
 bench-base: build models venv
 	$(TARGET_DIR)/release/tingxie-bench --model $(BASE) --fixtures $(SHARED)/fixtures versus --long-only --threads $${THREADS:-2} --python $(VENV)/bin/python --reps $${REPS:-1}
+
+# A model switch (unload + load from the node cache) beside a cold start of the same model, and
+# the memory each loaded model holds: tiny.en and the multilingual base (BENCHMARKS.md "Models").
+bench-models: build models venv
+	$(VENV)/bin/python bench/model_switch.py --tingxie $(TARGET_DIR)/release/tingxie --model tiny=$(MODEL) --model base=$(BASE) \
+	  --audio $(AUDIO) --reps $${REPS:-5} --threads $${THREADS:-2}
 
 # Accuracy on real speech (../shared/fixtures/real): WER/CER of tingxie beside faster-whisper,
 # tiny.en and the multilingual base, greedy, beam 5 and the simplified-script prompt (BENCHMARKS.md).

@@ -35,6 +35,10 @@ pub struct ServeConfig {
     /// model). 0: no limit.
     #[arg(long, env = "TINGXIE_MODEL_MEMORY", default_value_t = 0)]
     pub model_memory: u64,
+    /// Seconds a request for a model that is still loading waits for it; past them it gets
+    /// 503 + Retry-After (the load goes on, and a retry finds the model loaded).
+    #[arg(long, env = "TINGXIE_MODEL_LOAD_WAIT_SECONDS", default_value_t = 30.0)]
+    pub model_load_wait_seconds: f64,
     /// cpu, cpu-generic, cuda, cuda:N or wgpu.
     #[arg(long, env = "TINGXIE_DEVICE", default_value = "cpu")]
     pub device: DeviceKind,
@@ -115,6 +119,10 @@ impl ServeConfig {
 
     pub fn kernel_cache_dir(&self) -> PathBuf {
         self.kernel_cache_dir.clone().unwrap_or_else(crate::kernels::default_root)
+    }
+
+    pub fn model_load_wait(&self) -> Duration {
+        Duration::try_from_secs_f64(self.model_load_wait_seconds).unwrap_or(Duration::MAX)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -10,7 +10,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tingxie_model_cache::{CacheConfig, LocalModel, ModelCache};
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::audio::SAMPLE_RATE;
 use crate::catalog::Catalog;
@@ -73,6 +73,10 @@ pub struct Engine {
     draining: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     phases: Arc<Mutex<Option<Phases>>>,
+    /// The model the engine thread is loading, if any.
+    loading: Arc<watch::Sender<Option<Arc<str>>>>,
+    /// How long a request waits for its model's load before it gets 503.
+    load_wait: Duration,
 }
 
 impl Engine {
@@ -90,6 +94,8 @@ impl Engine {
             draining: Arc::new(AtomicBool::new(false)),
             metrics,
             phases: Arc::new(Mutex::new(None)),
+            loading: Arc::new(watch::channel(None).0),
+            load_wait: config.model_load_wait(),
         };
         let worker = engine.clone();
         let config = config.clone();
@@ -138,7 +144,8 @@ impl Engine {
 
     /// Transcribes on the engine thread, in the queue place `_permit` holds (a request's jobs
     /// run one after another in it). If the caller stops waiting, or `wanted` says its client
-    /// went away, the job is dropped before compute.
+    /// went away, the job is dropped before compute. A job whose model is still loading past
+    /// TINGXIE_MODEL_LOAD_WAIT_SECONDS is answered 503 (the load goes on).
     pub async fn transcribe(
         &self,
         _permit: &Permit,
@@ -149,12 +156,40 @@ impl Engine {
     ) -> Result<Done> {
         let (reply, done) = oneshot::channel();
         self.metrics.queue_depth.inc();
-        let job = Job { model, samples, options, enqueued: Instant::now(), reply, wanted };
+        let job = Job { model: model.clone(), samples, options, enqueued: Instant::now(), reply, wanted };
         if self.jobs.send(job).is_err() {
             self.metrics.queue_depth.dec();
             return Err(Error::Device("the engine has stopped".into()));
         }
-        done.await.unwrap_or_else(|_| Err(Error::Device("the engine dropped the job".into())))
+        self.wait_for(&model, done).await
+    }
+
+    /// The job's answer; 503 once it has waited `load_wait` and its model is (still) loading.
+    /// Waiting behind other work is the queue's business, not bounded here.
+    async fn wait_for(&self, model: &str, mut done: oneshot::Receiver<Result<Done>>) -> Result<Done> {
+        let dropped = || Err(Error::Device("the engine dropped the job".into()));
+        let mut loading = self.loading.subscribe();
+        let deadline = tokio::time::sleep(self.load_wait);
+        tokio::pin!(deadline);
+        let mut past_deadline = false;
+        loop {
+            tokio::select! {
+                answer = &mut done => return answer.unwrap_or_else(|_| dropped()),
+                _ = &mut deadline, if !past_deadline => past_deadline = true,
+                changed = loading.changed(), if past_deadline => {
+                    if changed.is_err() {
+                        return (&mut done).await.unwrap_or_else(|_| dropped());
+                    }
+                }
+            }
+            if past_deadline && loading.borrow_and_update().as_deref() == Some(model) {
+                self.metrics.rejected.with_label_values(&["model_loading"]).inc();
+                return Err(Error::Unavailable(format!(
+                    "the model `{model}` is still loading after {:.1} s (TINGXIE_MODEL_LOAD_WAIT_SECONDS); its load goes on",
+                    self.load_wait.as_secs_f64()
+                )));
+            }
+        }
     }
 
     fn run(self, config: ServeConfig, catalog: Arc<Catalog>, mut phases: Phases, jobs: mpsc::Receiver<Job>) {
@@ -196,6 +231,11 @@ impl Engine {
                     continue;
                 }
             };
+            // Its client may have stopped waiting while the model loaded (503 past the bound).
+            if job.reply.is_closed() {
+                self.metrics.cancelled.inc();
+                continue;
+            }
             let started = Instant::now();
             self.metrics.engine_busy.set(1);
             self.metrics.model_requests.with_label_values(&[&*job.model]).inc();
@@ -334,7 +374,10 @@ impl Models {
         let uri = self.catalog.uri(name).ok_or_else(|| Error::Model(format!("`{name}` is not in the catalog")))?.to_string();
         let started = Instant::now();
         tracing::info!(model = %name, uri = %uri, "loading a model");
-        let loaded = engine.load_model(&self.config, &uri, phases)?;
+        engine.loading.send_replace(Some(name.clone()));
+        let loaded = engine.load_model(&self.config, &uri, phases);
+        engine.loading.send_replace(None);
+        let loaded = loaded?;
         let seconds = started.elapsed().as_secs_f64();
         let m = &engine.metrics;
         m.model_loads.with_label_values(&[&**name]).inc();

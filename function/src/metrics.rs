@@ -130,7 +130,7 @@ impl Metrics {
             duplicates_skipped: counter("tingxie_duplicates_skipped_total", "Deliveries answered from an existing transcript."),
             rejected: counter_vec(
                 "tingxie_rejected_total",
-                "Requests refused before work (queue_full, body_memory, not_ready, draining).",
+                "Requests refused (queue_full, body_memory, not_ready, draining, model_loading: a model still loading past TINGXIE_MODEL_LOAD_WAIT_SECONDS).",
                 &["reason"],
             ),
             cancelled: counter("tingxie_cancelled_total", "Jobs dropped before compute because the client went away."),
@@ -151,7 +151,7 @@ impl Metrics {
         };
         // Known label values start at 0, so rates and alerts see the series before the first
         // event of each kind.
-        for reason in ["queue_full", "body_memory", "not_ready", "draining"] {
+        for reason in ["queue_full", "body_memory", "not_ready", "draining", "model_loading"] {
             metrics.rejected.with_label_values(&[reason]);
         }
         for outcome in ["hit", "miss", "stale", "repaired", "offline", "local"] {

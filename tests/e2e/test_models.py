@@ -5,6 +5,7 @@ use and unloading the least recently used idle model under `TINGXIE_MODEL_MEMORY
 import base64
 import concurrent.futures
 import json
+import time
 import uuid
 
 import openai
@@ -116,3 +117,31 @@ def test_an_unknown_model_is_a_400_on_every_entry_point(catalog_server):
         assert r.status_code == 400, (entry, r.status_code, r.text)
         assert "model" in r.text and "large-v9" in r.text and "tiny" in r.text, (entry, r.text)
     assert json.loads(answers["form"].text)["error"]["param"] == "model"
+
+
+def test_a_model_loading_past_the_bound_is_a_503_and_its_load_goes_on(tmp_path, moto):
+    # A bound far below base's load time (weights read and converted: a second or more).
+    srv = Server(tmp_path, moto, TINGXIE_MODELS=f"tiny={MODEL},base={BASE}", TINGXIE_MODEL="tiny",
+                 TINGXIE_MODEL_LOAD_WAIT_SECONDS="0.01", TINGXIE_RETRY_AFTER_SECONDS="1").wait_ready(120)
+    try:
+        body = (REAL / ZH).read_bytes()
+        first = requests.post(srv.url + "/transcribe", params={"model": "base", "language": "zh", "temperature": 0},
+                              data=body, headers={"content-type": "audio/wav"}, timeout=120)
+        assert first.status_code == 503, first.text
+        assert first.headers["retry-after"] == "1"
+        assert "base" in first.json()["error"]["message"] and "loading" in first.json()["error"]["message"]
+        assert srv.metric("tingxie_rejected_total", 'reason="model_loading"') == 1
+        # The load went on without the client: a retry finds base loaded.
+        for _ in range(100):
+            if srv.metric("tingxie_model_resident_bytes", 'model="base"') > 0:
+                break
+            time.sleep(0.2)
+        again = requests.post(srv.url + "/transcribe", params={"model": "base", "language": "zh", "temperature": 0},
+                              data=body, headers={"content-type": "audio/wav"}, timeout=120)
+        assert again.status_code == 200, again.text
+        assert again.json()["text"] == reference("greedy", f"real/{ZH}")["text"]
+        assert loads(srv, "base") == 1
+        # The abandoned job was never computed.
+        assert srv.metric("tingxie_model_requests_total", 'model="base"') == 1
+    finally:
+        assert srv.terminate() == 0, srv.logs()[-3000:]
