@@ -2,7 +2,7 @@
 # tingxie images. One binary serves CPU and GPU nodes; two images so that CPU nodes do not pull
 # the CUDA libraries. The model is not in the image: it is pulled lazily into the node-local
 # cache (TINGXIE_MODEL, TINGXIE_CACHE_DIR). The *-model targets bake one in for air-gapped
-# clusters.
+# clusters. Silero VAD's weights (1.2 MB) are in every image (TINGXIE_VAD_MODEL).
 #
 #   docker build --target cpu        -t tingxie:cpu .      (make image)
 #   docker build --target cuda       -t tingxie:cuda .     (make image-cuda)
@@ -58,6 +58,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --locked --profile dist --bin tingxie \
  && install -D -m 0755 target/dist/tingxie /out/tingxie
 
+# ---- Silero VAD v6 (vad_filter, batches): 1.2 MB, in every image -------------------------------
+FROM python:3.11-slim-bookworm AS vad
+COPY scripts/fetch-vad.sh /fetch-vad.sh
+RUN bash /fetch-vad.sh /out/silero-vad
+
 # ---- runtime: CUDA ---------------------------------------------------------------------------
 FROM ${CUDA_IMAGE} AS cuda
 ENV NVIDIA_VISIBLE_DEVICES=all \
@@ -71,6 +76,8 @@ RUN groupadd --system --gid 65532 tingxie \
  && mkdir -p /var/cache/tingxie \
  && chown 65532:65532 /var/cache/tingxie
 COPY --from=build-cuda /out/tingxie /usr/local/bin/tingxie
+COPY --from=vad /out/silero-vad /opt/tingxie/silero-vad
+ENV TINGXIE_VAD_MODEL=/opt/tingxie/silero-vad
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/tingxie"]
@@ -96,6 +103,8 @@ ENV TINGXIE_DEVICE=cpu \
     TINGXIE_CACHE_DIR=/var/cache/tingxie \
     PORT=8080
 COPY --from=build-cpu /out/tingxie /usr/local/bin/tingxie
+COPY --from=vad /out/silero-vad /opt/tingxie/silero-vad
+ENV TINGXIE_VAD_MODEL=/opt/tingxie/silero-vad
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/tingxie"]

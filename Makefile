@@ -12,6 +12,9 @@ MODEL_HF ?= models/whisper-tiny-en-hf
 BASE ?= models/whisper-base
 BASE_HF ?= models/whisper-base-hf
 BASE_REFERENCES ?= $(BASE)/faster-whisper
+# Silero VAD (vad_filter, batches) and faster-whisper's output with it (function/tests/vad.rs).
+VAD ?= models/silero-vad
+VAD_REFERENCES ?= $(VAD)/faster-whisper
 AUDIO ?= $(SHARED)/fixtures/speech/s01.wav
 
 .PHONY: all build models venv test run transcribe bench bench-base bench-models bench-languages loadtest soak coldstart gpu-bundle fmt clippy licenses lint system system-test fuzz
@@ -43,7 +46,8 @@ $(VENV)/.ready: tests/requirements.txt
 
 # The default model (CTranslate2 layout) and the same weights in Hugging Face layout; the same
 # for the multilingual base, with faster-whisper's references (a few minutes on 2 cores).
-models: $(MODEL)/model.bin $(MODEL_HF)/model.safetensors $(BASE)/model.bin $(BASE_HF)/model.safetensors $(BASE_REFERENCES)/.complete
+models: $(MODEL)/model.bin $(MODEL_HF)/model.safetensors $(BASE)/model.bin $(BASE_HF)/model.safetensors $(BASE_REFERENCES)/.complete \
+  $(VAD)/silero_vad_16k.safetensors $(VAD_REFERENCES)/.complete
 $(MODEL)/model.bin:
 	PYTHON=$(PYTHON) scripts/fetch-model.sh $(MODEL)
 $(MODEL_HF)/model.safetensors: $(MODEL)/model.bin | venv
@@ -52,20 +56,25 @@ $(BASE)/model.bin:
 	PYTHON=$(PYTHON) bash $(SHARED)/fixtures/fetch-whisper-base-multilingual.sh $(BASE)
 $(BASE_HF)/model.safetensors: $(BASE)/model.bin | venv
 	$(VENV)/bin/python $(SHARED)/fixtures/ct2_to_hf.py $(BASE) $(BASE_HF)
-# The references are a function of the script, the pinned tools, the weights and the fixtures:
+# Silero VAD v6 (the weights faster-whisper 1.2.1 runs) and faster-whisper's VAD, vad_filter and
+# batched output with tiny.en and base on the fixtures, for function/tests/vad.rs and tests/e2e.
+$(VAD)/silero_vad_16k.safetensors:
+	PYTHON=$(PYTHON) scripts/fetch-vad.sh $(VAD)
+
+# References are a function of the scripts, the pinned tools, the weights and the fixtures:
 # kept under the target directory by a hash of those, so a later clone on the machine reuses them.
 REFERENCE_CACHE ?= $(TARGET_DIR)/faster-whisper-references
+FIXTURE_MANIFESTS = $(SHARED)/fixtures/real/manifest.tsv $(SHARED)/fixtures/speech/manifest.tsv
 $(BASE_REFERENCES)/.complete: $(BASE)/model.bin tests/reference/faster_whisper_references.py tests/requirements.txt | venv
-	key=$$(cat tests/reference/faster_whisper_references.py tests/requirements.txt $(BASE)/model.bin \
-	  $(SHARED)/fixtures/real/manifest.tsv $(SHARED)/fixtures/speech/manifest.tsv | sha256sum | cut -c1-16); \
-	cache=$(REFERENCE_CACHE)/$$key; \
-	if [ -f $$cache/.complete ]; then \
-	  mkdir -p $(BASE_REFERENCES) && cp $$cache/*.json $(BASE_REFERENCES)/ && echo "faster-whisper references from $$cache"; \
-	else \
-	  $(VENV)/bin/python tests/reference/faster_whisper_references.py $(BASE) $(BASE_REFERENCES) --fixtures $(SHARED)/fixtures \
-	  && mkdir -p $$cache && cp $(BASE_REFERENCES)/*.json $$cache/ && touch $$cache/.complete; \
-	fi
-	touch $@
+	scripts/cached-references.sh $(BASE_REFERENCES) $(REFERENCE_CACHE) \
+	  tests/reference/faster_whisper_references.py tests/requirements.txt $(BASE)/model.bin $(FIXTURE_MANIFESTS) -- \
+	  $(VENV)/bin/python tests/reference/faster_whisper_references.py $(BASE) $(BASE_REFERENCES) --fixtures $(SHARED)/fixtures
+$(VAD_REFERENCES)/.complete: $(VAD)/silero_vad_16k.safetensors $(MODEL)/model.bin $(BASE)/model.bin \
+  tests/reference/vad_references.py tests/reference/faster_whisper_references.py tests/requirements.txt | venv
+	scripts/cached-references.sh $(VAD_REFERENCES) $(REFERENCE_CACHE) \
+	  tests/reference/vad_references.py tests/reference/faster_whisper_references.py tests/requirements.txt \
+	  $(VAD)/silero_vad_16k.safetensors $(MODEL)/model.bin $(BASE)/model.bin $(FIXTURE_MANIFESTS) -- \
+	  $(VENV)/bin/python tests/reference/vad_references.py --fixtures $(SHARED)/fixtures --tiny $(MODEL) --base $(BASE) $(VAD_REFERENCES)
 
 # Rust tests, then the service end to end (tests/e2e: the real binary and model, moto as the
 # S3 server, Azurite, the openai and cloudevents clients). The S3 tests start moto themselves.
@@ -76,7 +85,7 @@ TEST_ENV = TINGXIE_MOTO_SERVER=$(abspath $(VENV))/bin/moto_server TINGXIE_TEST_M
 # that every GPU runs (cpu-generic); tests/jit.rs runs it through wgpu on Mesa's software Vulkan.
 test: system-test models venv
 	$(TEST_ENV) $(CARGO) test --release --workspace
-	$(TEST_ENV) TINGXIE_TEST_DEVICE=cpu-generic $(CARGO) test --release --workspace --test parity --test batched
+	$(TEST_ENV) TINGXIE_TEST_DEVICE=cpu-generic $(CARGO) test --release --workspace --test parity --test vad -- --skip vad_filter_matches
 	rm -f $(METRICS_DUMP)
 	$(TEST_ENV) TINGXIE_BIN=$(abspath $(TARGET_DIR))/release/tingxie TINGXIE_METRICS_DUMP=$(METRICS_DUMP) \
 	  $(VENV)/bin/python -m pytest -q tests/e2e
@@ -92,9 +101,10 @@ fuzz: build
 # cache from a file:// URI; the folder $(DATA) is the object store (audio in $(DATA)/in/,
 # transcripts written to $(DATA)/transcripts/). PORT defaults to 8080.
 DATA ?= data
-run: build $(MODEL)/model.bin
+run: build $(MODEL)/model.bin $(VAD)/silero_vad_16k.safetensors
 	mkdir -p $(DATA)/in
 	TINGXIE_MODEL=$${TINGXIE_MODEL:-file://$(abspath $(MODEL))/} \
+	TINGXIE_VAD_MODEL=$${TINGXIE_VAD_MODEL:-$(abspath $(VAD))} \
 	TINGXIE_CACHE_DIR=$${TINGXIE_CACHE_DIR:-$(abspath .tingxie-cache)} \
 	TINGXIE_ALLOWED_SOURCES=$${TINGXIE_ALLOWED_SOURCES:-file://$(abspath $(DATA))/} \
 	  $(TARGET_DIR)/release/tingxie serve

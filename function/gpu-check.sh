@@ -31,6 +31,7 @@ bundle() {
   mv "$GPU_DIR/model.bin.01" "$GPU_DIR/part2/"
   [ ! -e "$GPU_DIR/model.bin.02" ] || { echo "model too large for two parts" >&2; exit 1; }
   cp "$MODEL"/{config.json,tokenizer.json,vocabulary.txt} "$GPU_DIR/part2/model/"
+  mkdir -p "$GPU_DIR/part2/silero-vad" && cp models/silero-vad/silero_vad_16k.safetensors "$GPU_DIR/part2/silero-vad/"
   sha256sum "$MODEL/model.bin" | cut -d' ' -f1 > "$GPU_DIR/part2/model.bin.sha256"
   for bin in tingxie tingxie-bench; do
     strip -o "$GPU_DIR/$bin" "$target_dir/release/$bin"
@@ -104,9 +105,9 @@ run() {
   echo "== parity, greedy, cuda"; timeout 240 $bench parity --device cuda --mode greedy $FILES || true
   echo "== parity, beam 5, cuda"; timeout 240 $bench parity --device cuda --mode beam5 ${FILES/tone_noise_5s.wav/} || true
   echo "== warmed-up real-time factor, long_90s.wav (per-file lines: kernels_compiled should be 0)"
-  for mode in "--beam-size 1" "--beam-size 5" "--beam-size 1 --batch-size 8"; do
+  for mode in "--beam-size 1" "--beam-size 5" "--beam-size 1 --batch-size 8" "--beam-size 1 --vad-filter"; do
     echo "-- $mode"
-    timeout 240 "$work/tingxie" transcribe --model "$work/model" --device cuda --warm-up --timings $mode \
+    timeout 240 "$work/tingxie" transcribe --model "$work/model" --vad-model "$p2/silero-vad" --device cuda --warm-up --timings $mode \
       --format text "$s/long_90s.wav" "$s/long_90s.wav" 2>&1 >/dev/null | grep -E 'real_time_factor|warm_up' || echo "(stopped)"
   done
   cat "$work/timings.jsonl" | grep -E 'file|warm' || true

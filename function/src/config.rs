@@ -39,6 +39,10 @@ pub struct ServeConfig {
     /// 503 + Retry-After (the load goes on, and a retry finds the model loaded).
     #[arg(long, env = "TINGXIE_MODEL_LOAD_WAIT_SECONDS", default_value_t = 30.0)]
     pub model_load_wait_seconds: f64,
+    /// Silero VAD's weights (`scripts/fetch-vad.sh`), for `vad_filter` and batches: a local
+    /// folder or a URI pulled into the node cache. Without them those requests fail (500).
+    #[arg(long, env = "TINGXIE_VAD_MODEL", default_value = "models/silero-vad")]
+    pub vad_model: String,
     /// cpu, cpu-generic, cuda, cuda:N or wgpu.
     #[arg(long, env = "TINGXIE_DEVICE", default_value = "cpu")]
     pub device: DeviceKind,

@@ -108,6 +108,15 @@ impl AnyTranscriber {
         }
     }
 
+    pub fn has_vad(&self) -> bool {
+        each_backend!(self, t => t.has_vad())
+    }
+
+    /// Adds Silero VAD from `dir` on the same device (for `vad_filter` and batches).
+    pub fn add_vad(&mut self, dir: &Path) -> Result<()> {
+        each_backend!(self, t => t.add_vad(dir))
+    }
+
     pub fn transcribe(&self, samples: &[f32], options: &DecodeOptions) -> Result<Transcript> {
         each_backend!(self, t => t.transcribe(samples, options))
     }
@@ -120,8 +129,8 @@ impl AnyTranscriber {
 
 /// Runs the model once on every shape requests will use, so that a JIT backend compiles and
 /// tunes its kernels before the first request: greedy windows with and without a prompt
-/// (previous text), the fallback's sampling rows, beam search at `beam_size`, and a batch of
-/// `batch_size` windows.
+/// (previous text), the fallback's sampling rows, beam search at `beam_size`, a batch of
+/// `batch_size` windows, and Silero VAD's one pass shape.
 pub fn warm_up(model: &AnyTranscriber, beam_size: usize, batch_size: usize) -> Result<()> {
     let silence = vec![0.0f32; crate::audio::SAMPLE_RATE as usize];
     // A few tokens per window: every step after the first has the shapes of the first.
@@ -135,7 +144,11 @@ pub fn warm_up(model: &AnyTranscriber, beam_size: usize, batch_size: usize) -> R
         model.transcribe(&silence, &DecodeOptions { beam_size, ..short.clone() })?;
     }
     if batch_size > 0 {
-        model.transcribe(&silence, &DecodeOptions { batch_size, ..short })?;
+        // Without the VAD, so that silence still makes a chunk to decode.
+        model.transcribe(&silence, &DecodeOptions { batch_size, vad_filter: Some(false), ..short.clone() })?;
+    }
+    if model.has_vad() {
+        model.transcribe(&silence, &DecodeOptions { vad_filter: Some(true), ..short })?;
     }
     Ok(())
 }

@@ -300,7 +300,7 @@ impl Engine {
         if let Some(p) = laps.as_deref_mut() {
             p.lap("cache");
         }
-        let model = AnyTranscriber::load(&dir, config.device)?;
+        let model = self.with_vad(AnyTranscriber::load(&dir, config.device)?, &config.vad_model);
         if let Some(p) = laps.as_deref_mut() {
             p.lap("load");
         }
@@ -313,6 +313,20 @@ impl Engine {
             self.count_kernels();
         }
         Ok(Loaded { bytes: model.weight_bytes(), model, last_used: Instant::now(), _in_use: in_use })
+    }
+
+    /// `model` with Silero VAD from `vad` added; without it (a warning, and requests that need
+    /// it say so) when the weights cannot be had: the model itself still serves.
+    fn with_vad(&self, mut model: AnyTranscriber, vad: &str) -> AnyTranscriber {
+        let added = if !vad.contains("://") && !std::path::Path::new(vad).exists() {
+            Err(Error::Model(format!("{vad}: no such folder")))
+        } else {
+            self.resolve_model(vad).and_then(|(dir, _in_use)| model.add_vad(&dir))
+        };
+        if let Err(e) = added {
+            tracing::warn!(vad, error = %e, "no Silero VAD (TINGXIE_VAD_MODEL): vad_filter and batch_size requests will fail");
+        }
+        model
     }
 
     fn resolve_model(&self, model: &str) -> Result<(PathBuf, Option<LocalModel>)> {

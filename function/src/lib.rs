@@ -15,6 +15,7 @@ pub mod server;
 pub mod service;
 pub mod startup;
 pub mod transcript;
+pub mod vad;
 pub mod whisper;
 
 pub use error::{Error, Result};

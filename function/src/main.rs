@@ -50,6 +50,17 @@ struct TranscribeArgs {
     /// windows prompted by the text before them, faster-whisper's `transcribe`.
     #[arg(long, default_value_t = 0)]
     batch_size: usize,
+    /// Transcribe only the speech Silero VAD finds (faster-whisper's `vad_filter`); batches
+    /// always cut at speech.
+    #[arg(long)]
+    vad_filter: bool,
+    /// Silero VAD's parameters as JSON, e.g. '{"min_silence_duration_ms": 500}' (faster-whisper's
+    /// `VadOptions` fields; the rest keep their defaults).
+    #[arg(long)]
+    vad_parameters: Option<tingxie::vad::VadOptions>,
+    /// Silero VAD's weights: a folder (`scripts/fetch-vad.sh`) or a URI through the node cache.
+    #[arg(long, env = "TINGXIE_VAD_MODEL", default_value = "models/silero-vad")]
+    vad_model: String,
     /// Spoken language (ISO 639-1); detected when omitted on multilingual models.
     #[arg(long)]
     language: Option<String>,
@@ -137,6 +148,8 @@ fn transcribe(args: TranscribeArgs) -> ExitCode {
     let options = DecodeOptions {
         beam_size: args.beam_size,
         batch_size: args.batch_size,
+        vad_filter: args.vad_filter.then_some(true),
+        vad_parameters: args.vad_parameters,
         language: args.language.clone(),
         task: args.task,
         zh_script: args.zh_script,
@@ -163,7 +176,15 @@ fn transcribe(args: TranscribeArgs) -> ExitCode {
             eprintln!("{}", serde_json::json!({"kernel_cache": format!("{role:?}")}));
         }
     }
-    let model = match AnyTranscriber::load(&model_dir, args.device) {
+    let needs_vad = options.vad_filter == Some(true) || options.batch_size > 0;
+    let loaded = AnyTranscriber::load(&model_dir, args.device).and_then(|mut model| {
+        if needs_vad {
+            let (vad_dir, _vad_in_use) = resolve_model(&args.vad_model, args.timings).map_err(tingxie::Error::Model)?;
+            model.add_vad(&vad_dir)?;
+        }
+        Ok(model)
+    });
+    let model = match loaded {
         Ok(m) => m,
         Err(e) => {
             eprintln!("tingxie: cannot load model from {}: {e}", model_dir.display());

@@ -96,6 +96,10 @@ struct VerboseJson<'a> {
     /// faster-whisper's `TranscriptionInfo.language_probability` (not in OpenAI's shape).
     language_probability: f32,
     duration: f64,
+    /// Seconds of speech decoded, when Silero VAD chose them (faster-whisper's
+    /// `TranscriptionInfo.duration_after_vad`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_after_vad: Option<f64>,
     text: &'a str,
     segments: Vec<VerboseSegment<'a>>,
 }
@@ -138,6 +142,7 @@ pub fn verbose_json(t: &Transcript) -> serde_json::Value {
         language: &t.language,
         language_probability: t.language_probability,
         duration: t.duration,
+        duration_after_vad: t.duration_after_vad,
         text: &t.text,
         segments,
     };
@@ -229,6 +234,7 @@ mod tests {
             language_probability: 1.0,
             task: crate::whisper::Task::Transcribe,
             duration: 3725.5,
+            duration_after_vad: None,
         }
     }
 
@@ -244,6 +250,7 @@ mod tests {
             language_probability: 1.0,
             task: crate::whisper::Task::Transcribe,
             duration: 10.0,
+            duration_after_vad: None,
         }
     }
 

@@ -74,6 +74,8 @@ impl Service {
         let options = DecodeOptions {
             beam_size: requested.beam_size.unwrap_or(self.config.beam_size),
             batch_size: requested.batch_size.unwrap_or(self.config.batch_size),
+            vad_filter: requested.vad_filter,
+            vad_parameters: requested.vad_parameters()?,
             language: requested.language.clone().filter(|l| !l.is_empty()),
             task: requested.task()?,
             zh_script: requested.zh_script()?,

@@ -38,6 +38,9 @@ pub struct Transcript {
     pub task: Task,
     /// Audio duration in seconds.
     pub duration: f64,
+    /// Seconds of speech the decoder saw, when Silero VAD chose them (`vad_filter`, batches).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_after_vad: Option<f64>,
 }
 
 /// The word-error-rate normalisation of the fixtures (`../shared/fixtures/README.md`):

@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(os.environ.get("TINGXIE_FIXTURES", REPO.parent / "shared" / "fixtures"))
 SPEECH = FIXTURES / "speech"
 MODEL = Path(os.environ.get("TINGXIE_TEST_MODEL_DIR", REPO / "models" / "whisper-tiny-en"))
+VAD = REPO / "models" / "silero-vad"
 BUCKET = "uploads"
 
 
@@ -95,6 +96,7 @@ class Server:
             PORT=str(self.port),
             TINGXIE_BIND="127.0.0.1",
             TINGXIE_MODEL=str(MODEL),
+            TINGXIE_VAD_MODEL=str(VAD),
             TINGXIE_CACHE_DIR=str(tmp / "cache"),
             TINGXIE_BEAM_SIZE="1",
             TINGXIE_THREADS="2",

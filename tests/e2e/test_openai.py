@@ -68,10 +68,10 @@ def test_raw_upload_endpoint(server):
 
 
 def test_batched_windows_through_the_api(client):
-    # tingxie's extra form field: independent windows cut at pauses, 4 decoded at once.
+    # tingxie's extra form field: speech chunks of up to 30 s cut by Silero VAD, 4 decoded at once.
     result = transcribe(client, "long_90s.wav", response_format="verbose_json", extra_body={"batch_size": 4})
     windows = sorted({s.seek for s in result.segments})
-    assert len(windows) >= 4, windows
+    assert len(windows) >= 3, windows
     assert "bicycle" in result.text.lower()
     ends = [(s.start, s.end) for s in result.segments]
     assert all(a[1] <= b[0] for a, b in zip(ends, ends[1:])) and ends[-1][1] <= result.duration, ends

@@ -6,6 +6,7 @@
 use super::object::check_output_prefix;
 use super::RESPONSE_FORMATS;
 use crate::error::{quote, Error, Result};
+use crate::vad::VadOptions;
 use crate::whisper::{Task, ZhScript};
 
 /// Options a tingxie request may carry (the OpenAI-compatible HTTP API's names).
@@ -31,6 +32,12 @@ pub struct RequestOptions {
     /// Independent windows decoded per batch; 0 = sequential windows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
+    /// Transcribe only the speech Silero VAD finds (faster-whisper's `vad_filter`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vad_filter: Option<bool>,
+    /// Silero VAD's parameters: a JSON object of faster-whisper's `VadOptions` fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vad_parameters: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_format: Option<String>,
     /// URI prefix under which transcripts are written, e.g. `s3://bucket/transcripts/`.
@@ -44,6 +51,15 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
 
 fn number<T: std::str::FromStr>(field: &'static str, text: &str, what: &str) -> Result<T> {
     text.trim().parse().map_err(|_| invalid(field, format!("{} is not {what}", quote(text))))
+}
+
+/// `true`/`false` (also `1`/`0`), as query strings and form fields write booleans.
+fn boolean(field: &'static str, text: &str) -> Result<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(invalid(field, format!("{} is not true or false", quote(text)))),
+    }
 }
 
 impl RequestOptions {
@@ -60,9 +76,16 @@ impl RequestOptions {
             "temperature" => self.temperature = Some(number("temperature", text, "a number")?),
             "beam_size" => self.beam_size = Some(number("beam_size", text, "a whole number")?),
             "batch_size" => self.batch_size = Some(number("batch_size", text, "a whole number")?),
+            "vad_filter" => self.vad_filter = Some(boolean("vad_filter", text)?),
+            "vad_parameters" => self.vad_parameters = Some(text.to_string()),
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// The VAD parameters asked for, parsed.
+    pub fn vad_parameters(&self) -> Result<Option<VadOptions>> {
+        self.vad_parameters.as_deref().map(str::parse).transpose()
     }
 
     /// The task asked for (transcribe when none).
@@ -92,6 +115,7 @@ impl RequestOptions {
         }
         self.task()?;
         self.zh_script()?;
+        self.vad_parameters()?;
         if let Some(t) = self.temperature {
             if !(t.is_finite() && (0.0..=1.0).contains(&t)) {
                 return Err(invalid("temperature", format!("{t} is outside 0..=1")));

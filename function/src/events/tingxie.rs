@@ -23,6 +23,8 @@ const FIELDS: &[&str] = &[
     "temperature",
     "beam_size",
     "batch_size",
+    "vad_filter",
+    "vad_parameters",
     "response_format",
     "output",
 ];
@@ -55,6 +57,18 @@ pub(super) fn parse(data: &Value) -> Result<Parsed, EventError> {
         Some(Value::Number(n)) => n.as_f64().map(|t| t as f32),
         Some(v) => return Err(json::invalid(TY, "temperature", format!("expected a number, got {}", json::describe(v)))),
     };
+    let vad_filter = match m.get("vad_filter") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(v) => return Err(json::invalid(TY, "vad_filter", format!("expected true or false, got {}", json::describe(v)))),
+    };
+    // An object, as faster-whisper takes it, or the same as a JSON string (as a form sends it).
+    let vad_parameters = match m.get("vad_parameters") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(text.clone()),
+        Some(v @ Value::Object(_)) => Some(v.to_string()),
+        Some(v) => return Err(json::invalid(TY, "vad_parameters", format!("expected an object, got {}", json::describe(v)))),
+    };
     let options = RequestOptions {
         model: json::opt_str(TY, m, "", "model")?.map(str::to_string),
         language: json::opt_str(TY, m, "", "language")?.map(str::to_string),
@@ -64,6 +78,8 @@ pub(super) fn parse(data: &Value) -> Result<Parsed, EventError> {
         temperature,
         beam_size,
         batch_size,
+        vad_filter,
+        vad_parameters,
         response_format: json::opt_str(TY, m, "", "response_format")?.map(str::to_string),
         output: json::opt_str(TY, m, "", "output")?.map(str::to_string),
     };

@@ -1,6 +1,6 @@
 //! `POST /v1/audio/transcriptions` and `/v1/audio/translations`, OpenAI's audio API: multipart
 //! `file`, `model`, `language`, `prompt`, `response_format`, `temperature`,
-//! `timestamp_granularities[]`, and tingxie's `beam_size`, `batch_size`, `task` and `zh_script`.
+//! `timestamp_granularities[]`, and tingxie's `beam_size`, `batch_size`, `vad_filter`, `vad_parameters`, `task` and `zh_script`.
 //! A translation is the same request with the task `translate` (English text).
 
 use actix_multipart::{Field, Multipart, MultipartError};

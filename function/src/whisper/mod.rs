@@ -9,6 +9,7 @@ pub mod mel;
 pub mod model;
 pub mod session;
 mod simd;
+mod speech;
 pub mod suppress;
 pub mod tokenizer;
 pub mod transcriber;

@@ -18,6 +18,7 @@ use super::suppress::SuppressLists;
 use super::tokenizer::{WhisperTokenizer, TIME_PRECISION};
 use crate::error::{Error, Result};
 use crate::transcript::{Segment, Transcript};
+use crate::vad::SileroVad;
 
 /// Mel frames per encoder position (the second convolution has stride 2).
 const INPUT_STRIDE: usize = 2;
@@ -28,14 +29,25 @@ pub struct Transcriber<B: WhisperBackend> {
     pub tokenizer: WhisperTokenizer,
     frontend: MelFrontend,
     suppress: SuppressLists,
+    /// Silero VAD, for `vad_filter` and the batched mode (None: not installed).
+    pub(super) vad: Option<SileroVad<B>>,
+}
+
+/// What every window's prompt starts with.
+pub(super) struct Start {
+    pub(super) sot_sequence: Vec<u32>,
+    pub(super) language: String,
+    pub(super) language_probability: f32,
+    /// The initial prompt's text: the caller's, or the one `zh_script` asks for.
+    pub(super) initial_prompt: Option<String>,
 }
 
 /// What one window decoded to, with the scores the fallback and skipping look at.
 pub(super) struct WindowResult {
     pub(super) hypothesis: Hypothesis,
-    avg_logprob: f32,
-    no_speech_prob: f32,
-    temperature: f32,
+    pub(super) avg_logprob: f32,
+    pub(super) no_speech_prob: f32,
+    pub(super) temperature: f32,
     compression_ratio: f32,
 }
 
@@ -69,7 +81,17 @@ impl<B: WhisperBackend> Transcriber<B> {
         let tokenizer = text?.with_vocab_size(model.config.n_vocab);
         let suppress = SuppressLists::load(dir, &tokenizer)?;
         let frontend = MelFrontend::new(model.config.n_mels);
-        Ok(Transcriber { model, tokenizer, frontend, suppress })
+        Ok(Transcriber { model, tokenizer, frontend, suppress, vad: None })
+    }
+
+    pub fn has_vad(&self) -> bool {
+        self.vad.is_some()
+    }
+
+    /// Adds Silero VAD from `dir` (`scripts/fetch-vad.sh`), on the model's device.
+    pub fn add_vad(&mut self, dir: &Path) -> Result<()> {
+        self.vad = Some(SileroVad::load(dir, &self.model.device)?);
+        Ok(())
     }
 
     pub fn log_mel(&self, samples: &[f32]) -> LogMel {
@@ -83,32 +105,60 @@ impl<B: WhisperBackend> Transcriber<B> {
         self.model.encode(mel)
     }
 
-    /// Transcribes 16 kHz mono samples.
+    /// Transcribes 16 kHz mono samples: sequential windows over the whole audio, over its
+    /// speech alone (`vad_filter`), or speech chunks in batches (`batch_size`).
     pub fn transcribe(&self, samples: &[f32], options: &DecodeOptions) -> Result<Transcript> {
         options.validate()?;
-        let mel = self.log_mel(samples);
-        let (sot_sequence, language_probability) = self.sot_sequence(&mel, options)?;
+        if options.batch_size > 0 {
+            return self.transcribe_batched(samples, options);
+        }
+        if options.vad_filter == Some(true) {
+            return self.transcribe_speech(samples, options);
+        }
+        self.transcribe_sequential(samples, options)
+    }
+
+    /// What every window's prompt starts with, from the options and (to detect the language)
+    /// the first 30 s of `mel`.
+    pub(super) fn start(&self, mel: &LogMel, options: &DecodeOptions) -> Result<Start> {
+        let (sot_sequence, language_probability) = self.sot_sequence(mel, options)?;
         let language = self.language_of(&sot_sequence);
         // A script steers Mandarin only where the caller gave no prompt of their own.
-        let prompt_text = match (&options.initial_prompt, options.zh_script) {
-            (Some(prompt), _) => Some(prompt.as_str()),
-            (None, Some(script)) if language == "zh" => Some(script.prompt()),
+        let initial_prompt = match (&options.initial_prompt, options.zh_script) {
+            (Some(prompt), _) => Some(prompt.clone()),
+            (None, Some(script)) if language == "zh" => Some(script.prompt().to_string()),
             _ => None,
         };
-        let initial_prompt: Vec<u32> = match prompt_text {
+        Ok(Start { sot_sequence, language, language_probability, initial_prompt })
+    }
+
+    /// Windows one after another over all of `samples`, each starting at the last timestamp of
+    /// the one before and prompted by the text so far.
+    fn transcribe_sequential(&self, samples: &[f32], options: &DecodeOptions) -> Result<Transcript> {
+        let mel = self.log_mel(samples);
+        let start = self.start(&mel, options)?;
+        let initial_prompt: Vec<u32> = match &start.initial_prompt {
             Some(prompt) => self.tokenizer.encode(&format!(" {}", prompt.trim()))?,
             None => Vec::new(),
         };
         let mut rng = Rng::new(options.seed);
-        let mut segments = if options.batch_size > 0 {
-            self.transcribe_batched(&mel, &self.prompt(&initial_prompt, &sot_sequence, options), options, &mut rng)
-        } else {
-            self.transcribe_sequential(&mel, initial_prompt, &sot_sequence, options, &mut rng)
-        };
+        let segments = self.sequential_windows(&mel, initial_prompt, &start.sot_sequence, options, &mut rng);
+        Ok(self.finish(segments, start, options, samples.len()))
+    }
+
+    /// The transcript of `segments`: texts cut at whole characters and joined.
+    pub(super) fn finish(&self, mut segments: Vec<Segment>, start: Start, options: &DecodeOptions, samples: usize) -> Transcript {
         self.cut_text_at_characters(&mut segments);
         let text = segments.iter().map(|s| s.text.as_str()).collect::<String>().trim().to_string();
-        let duration = samples.len() as f64 / SAMPLE_RATE as f64;
-        Ok(Transcript { text, segments, language, language_probability, task: options.task, duration })
+        Transcript {
+            text,
+            segments,
+            language: start.language,
+            language_probability: start.language_probability,
+            task: options.task,
+            duration: samples as f64 / SAMPLE_RATE as f64,
+            duration_after_vad: None,
+        }
     }
 
     /// Decodes segment texts so that none cuts a character: the bytes of a character that a
@@ -126,9 +176,7 @@ impl<B: WhisperBackend> Transcriber<B> {
         }
     }
 
-    /// Windows one after another, each starting at the last timestamp of the one before and
-    /// prompted by the text so far.
-    fn transcribe_sequential(
+    fn sequential_windows(
         &self,
         mel: &LogMel,
         mut all_tokens: Vec<u32>,

@@ -57,6 +57,19 @@ pub fn base_reference(mode: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
 
+/// Silero VAD v6 (`make models`: `scripts/fetch-vad.sh`).
+pub fn vad_dir() -> PathBuf {
+    existing_dir("TINGXIE_TEST_VAD", "models/silero-vad", "`make models`")
+}
+
+/// faster-whisper's VAD, `vad_filter` and batched output on the fixtures, one file per mode
+/// (`tests/reference/vad_references.py`, run by `make models`).
+pub fn vad_reference(mode: &str) -> Value {
+    let dir = existing_dir("TINGXIE_TEST_REFERENCES_VAD", "models/silero-vad/faster-whisper", "`make models`");
+    let path = dir.join(format!("{mode}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
 /// One CPU transcriber per test binary: loading takes a moment and tests share it.
 pub fn transcriber() -> &'static Transcriber<CpuBackend> {
     static T: OnceLock<Transcriber<CpuBackend>> = OnceLock::new();

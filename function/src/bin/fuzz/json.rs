@@ -47,6 +47,8 @@ const KEYS: &[&str] = &[
     "temperature",
     "beam_size",
     "batch_size",
+    "vad_filter",
+    "vad_parameters",
     "response_format",
     "output",
     "specversion",

@@ -2,6 +2,7 @@
 //! from faster-whisper gets the same transcripts.
 
 use crate::error::{Error, Result};
+use crate::vad::VadOptions;
 
 /// What the decoder writes: the spoken language, or English (multilingual models only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -109,6 +110,11 @@ pub struct DecodeOptions {
     /// `transcribe`, token for token). N: independent windows cut at pauses, N encoded and
     /// decoded at once (faster-whisper's `BatchedInferencePipeline`; no previous-text prompt).
     pub batch_size: usize,
+    /// Transcribe only the speech Silero VAD finds (faster-whisper's `vad_filter`). None: the
+    /// mode's default, off for sequential windows, on for batches (which cut at speech).
+    pub vad_filter: Option<bool>,
+    /// The VAD's parameters; None: faster-whisper's defaults for the mode.
+    pub vad_parameters: Option<VadOptions>,
 }
 
 impl Default for DecodeOptions {
@@ -134,6 +140,8 @@ impl Default for DecodeOptions {
             seed: 0,
             max_new_tokens: None,
             batch_size: 0,
+            vad_filter: None,
+            vad_parameters: None,
         }
     }
 }
@@ -163,6 +171,9 @@ impl DecodeOptions {
         }
         if self.max_new_tokens == Some(0) {
             return bad("max_new_tokens", "must be at least 1");
+        }
+        if let Some(vad) = &self.vad_parameters {
+            vad.validate()?;
         }
         if !(0.0..=30.0).contains(&self.max_initial_timestamp) {
             return bad("max_initial_timestamp", "must be between 0 and 30 seconds");
