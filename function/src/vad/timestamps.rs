@@ -43,9 +43,11 @@ impl std::str::FromStr for VadOptions {
     type Err = Error;
     /// `{"threshold": 0.6, "min_silence_duration_ms": 500}`: faster-whisper's field names.
     fn from_str(text: &str) -> Result<Self> {
-        let invalid = |reason: String| Error::InvalidArgument {
+        let invalid = |reason: String| {
+            Error::InvalidArgument {
             field: "vad_parameters",
             reason: format!("{reason} (a JSON object of threshold, neg_threshold, min_speech_duration_ms, max_speech_duration_s, min_silence_duration_ms, speech_pad_ms)"),
+        }
         };
         // An object only: serde would also read a list as the fields in order.
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
