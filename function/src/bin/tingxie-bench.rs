@@ -19,6 +19,9 @@ struct Cli {
     /// Model directory (CTranslate2 layout, read by both engines).
     #[arg(long, default_value = "models/whisper-tiny-en", global = true)]
     model: PathBuf,
+    /// Silero VAD's weights, for the vad_filter and batched rows.
+    #[arg(long, default_value = "models/silero-vad", global = true)]
+    vad_model: PathBuf,
     /// The shared fixtures folder.
     #[arg(long, env = "TINGXIE_FIXTURES", default_value = "../shared/fixtures", global = true)]
     fixtures: PathBuf,
@@ -108,7 +111,8 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn versus(model: &Path, fixtures: &Path, threads: usize, python: &Path, reps: usize, long_only: bool) {
+fn versus(setup: Setup, fixtures: &Path, reps: usize, long_only: bool) {
+    let threads = setup.threads;
     let speech = fixtures.join("speech");
     let short: Vec<PathBuf> = manifest(fixtures)
         .iter()
@@ -120,10 +124,9 @@ fn versus(model: &Path, fixtures: &Path, threads: usize, python: &Path, reps: us
     println!("threads {threads}, median of {reps} run(s); wall = whole process (start, model load, decode, transcribe)\n");
     println!("| input | mode | tingxie wall s | faster-whisper wall s | wall ratio | tingxie peak RSS MiB | faster-whisper peak RSS MiB | RSS ratio | same text |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    let peer_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/faster_whisper_peer.py");
     for (name, files) in &cases {
         for (mode, beam) in [("greedy", 1), ("beam5", 5)] {
-            let (ours, theirs) = race(model, &peer_script, python, threads, beam, 0, files, reps);
+            let (ours, theirs) = race(&setup, Mode { beam, ..GREEDY }, files, reps);
             let same = ours[0].stdout.lines().zip(theirs[0].stdout.lines()).filter(|(a, b)| a.trim() == b.trim()).count();
             println!("| {name} | {mode} | {} | {same}/{} |", compare(&ours, &theirs), files.len());
         }
@@ -131,48 +134,97 @@ fn versus(model: &Path, fixtures: &Path, threads: usize, python: &Path, reps: us
     if long_only {
         return;
     }
-    // Batched mode: both engines cut the recording into independent windows (tingxie at pauses,
-    // faster-whisper with its VAD), so texts differ; word error rates against the spoken text.
+    // Speech only and batches: both engines cut the recording with Silero VAD, tingxie's on burn;
+    // word error rates against the spoken text.
     let spoken = &manifest(fixtures).into_iter().find(|r| r["file"] == "long_5min.wav").expect("long_5min.wav")["reference_text"];
     let long = vec![speech.join("long_5min.wav")];
-    println!("\n| input | mode | tingxie wall s | faster-whisper wall s | wall ratio | tingxie peak RSS MiB | faster-whisper peak RSS MiB | RSS ratio | WER tingxie / faster-whisper |");
-    println!("|---|---|---|---|---|---|---|---|---|");
-    let (ours, theirs) = race(model, &peer_script, python, threads, 1, BATCH, &long, reps);
+    println!("\n| input | mode | tingxie wall s | faster-whisper wall s | wall ratio | tingxie peak RSS MiB | faster-whisper peak RSS MiB | RSS ratio | WER tingxie / faster-whisper | same text |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let wer = |r: &Run| tingxie::transcript::wer(spoken, r.stdout.trim());
-    println!("| long_5min.wav | greedy, batch {BATCH} | {} | {:.3} / {:.3} |", compare(&ours, &theirs), wer(&ours[0]), wer(&theirs[0]));
+    for (name, mode) in [("greedy, vad_filter", Mode { vad_filter: true, ..GREEDY }), ("greedy, batch 8", Mode { batch: BATCH, ..GREEDY })] {
+        let (ours, theirs) = race(&setup, mode, &long, reps);
+        let same = ours[0].stdout.trim() == theirs[0].stdout.trim();
+        println!("| long_5min.wav | {name} | {} | {:.4} / {:.4} | {} |", compare(&ours, &theirs), wer(&ours[0]), wer(&theirs[0]), u8::from(same));
+    }
+    vad_cost(&setup, &long[0], reps);
+}
+
+/// Silero VAD alone on one file, in process on both sides (audio decoded beforehand): seconds
+/// per minute of audio.
+fn vad_cost(setup: &Setup, file: &Path, reps: usize) {
+    tingxie::device::set_cpu_threads(setup.threads);
+    let samples = tingxie::audio::decode_file(file).expect("audio");
+    let minutes = samples.len() as f64 / f64::from(tingxie::audio::SAMPLE_RATE) / 60.0;
+    let vad = tingxie::vad::SileroVad::<tingxie::device::CpuBackend>::load(&setup.vad_model, &Default::default()).expect("Silero VAD weights");
+    let options = tingxie::vad::VadOptions::default();
+    let ours = median(
+        (0..reps + 1)
+            .map(|_| {
+                let start = Instant::now();
+                let probabilities = vad.probabilities(&samples);
+                std::hint::black_box(tingxie::vad::speech_timestamps(&probabilities, samples.len(), &options));
+                start.elapsed().as_secs_f64()
+            })
+            .skip(1)
+            .collect(),
+    );
+    let mut cmd = Command::new(&setup.python);
+    let peer = run(cmd.arg(&setup.peer_script).args(["--vad-only", &reps.to_string()]).arg(file));
+    let theirs: Value = serde_json::from_str(peer.stderr.lines().last().unwrap_or("{}")).expect("peer timing");
+    let theirs = theirs["vad_s"].as_f64().expect("vad_s");
+    println!("\n| Silero VAD on {} ({minutes:.1} min), speech timestamps | tingxie s per audio minute | faster-whisper (onnxruntime, 1 thread) s per audio minute | ratio |", file.display());
+    println!("|---|---|---|---|");
+    println!("| probabilities + timestamps, {} thread(s) | {:.4} | {:.4} | {:.2} |", setup.threads, ours / minutes, theirs / minutes, ours / theirs);
+}
+
+/// How a benchmark run decodes: beam width, windows per batch (0 = sequential), speech only.
+#[derive(Clone, Copy)]
+struct Mode {
+    beam: usize,
+    batch: usize,
+    vad_filter: bool,
+}
+
+const GREEDY: Mode = Mode { beam: 1, batch: 0, vad_filter: false };
+
+/// What every run of a comparison shares.
+struct Setup {
+    model: PathBuf,
+    vad_model: PathBuf,
+    peer_script: PathBuf,
+    python: PathBuf,
+    threads: usize,
 }
 
 /// Windows per batch in the batched rows (faster-whisper's example value).
 const BATCH: usize = 8;
 
-/// `reps` alternating runs of both engines on `files`; `batch` 0 = sequential windows.
-#[allow(clippy::too_many_arguments)]
-fn race(
-    model: &Path,
-    peer_script: &Path,
-    python: &Path,
-    threads: usize,
-    beam: usize,
-    batch: usize,
-    files: &[PathBuf],
-    reps: usize,
-) -> (Vec<Run>, Vec<Run>) {
+/// `reps` alternating runs of both engines on `files`.
+fn race(setup: &Setup, mode: Mode, files: &[PathBuf], reps: usize) -> (Vec<Run>, Vec<Run>) {
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for _ in 0..reps {
         let mut cmd = Command::new(tingxie_exe());
-        cmd.args(["transcribe", "--format", "text", "--threads", &threads.to_string()])
-            .args(["--beam-size", &beam.to_string(), "--batch-size", &batch.to_string()])
+        cmd.args(["transcribe", "--format", "text", "--threads", &setup.threads.to_string()])
+            .args(["--beam-size", &mode.beam.to_string(), "--batch-size", &mode.batch.to_string()])
             .arg("--model")
-            .arg(model)
+            .arg(&setup.model)
+            .arg("--vad-model")
+            .arg(&setup.vad_model)
             .args(files);
-        if beam == 1 {
+        if mode.beam == 1 {
             cmd.args(["--temperature", "0"]);
         }
+        if mode.vad_filter {
+            cmd.arg("--vad-filter");
+        }
         ours.push(run(&mut cmd));
-        let mut cmd = Command::new(python);
-        cmd.arg(peer_script).arg(model).arg(threads.to_string()).arg(beam.to_string());
-        if batch > 0 {
-            cmd.args(["--batch-size", &batch.to_string()]);
+        let mut cmd = Command::new(&setup.python);
+        cmd.arg(&setup.peer_script).arg(&setup.model).arg(setup.threads.to_string()).arg(mode.beam.to_string());
+        if mode.batch > 0 {
+            cmd.args(["--batch-size", &mode.batch.to_string()]);
+        }
+        if mode.vad_filter {
+            cmd.arg("--vad-filter");
         }
         theirs.push(run(cmd.args(files)));
     }
@@ -227,7 +279,11 @@ fn main() -> std::process::ExitCode {
     tingxie::startup::keep_freed_memory();
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Versus { threads, python, reps, long_only } => versus(&cli.model, &cli.fixtures, threads, &python, reps.max(1), long_only),
+        Cmd::Versus { threads, python, reps, long_only } => {
+            let peer_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/faster_whisper_peer.py");
+            let setup = Setup { model: cli.model, vad_model: cli.vad_model, peer_script, python, threads };
+            versus(setup, &cli.fixtures, reps.max(1), long_only)
+        }
         Cmd::Parity { device, mode, files } => {
             if !parity(&cli.model, &cli.fixtures, &device, &mode, files) {
                 return std::process::ExitCode::FAILURE;
