@@ -69,6 +69,7 @@ ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     TINGXIE_DEVICE=cuda \
     TINGXIE_CACHE_DIR=/var/cache/tingxie \
+    TINGXIE_HISTORY=/var/cache/tingxie/history \
     PORT=8080
 # uid/gid 65532, the usual non-root user of distroless images; the manifests run as it.
 RUN groupadd --system --gid 65532 tingxie \
@@ -101,6 +102,7 @@ RUN apt-get update \
  && chown 65532:65532 /var/cache/tingxie
 ENV TINGXIE_DEVICE=cpu \
     TINGXIE_CACHE_DIR=/var/cache/tingxie \
+    TINGXIE_HISTORY=/var/cache/tingxie/history \
     PORT=8080
 COPY --from=build-cpu /out/tingxie /usr/local/bin/tingxie
 COPY --from=vad /out/silero-vad /opt/tingxie/silero-vad

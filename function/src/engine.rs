@@ -10,7 +10,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tingxie_model_cache::{CacheConfig, LocalModel, ModelCache};
-use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, watch};
 
 use crate::audio::SAMPLE_RATE;
 use crate::catalog::Catalog;
@@ -20,13 +20,16 @@ use crate::error::{Error, Result};
 use crate::kernels;
 use crate::metrics::Metrics;
 use crate::startup::Phases;
+use crate::tenants::{Class, Tenant};
 use crate::transcript::Transcript;
 use crate::whisper::DecodeOptions;
 
-/// A place in the engine's queue, and what else the request holds while it has one (its
-/// body's share of the memory budget). Dropping it frees them all.
+/// A place in the engine's queue, the tenant it was admitted for, and what else the request
+/// holds while it has one (its body's share of the memory budget, its place in the tenant's
+/// limit). Dropping it frees them all.
 pub struct Permit {
-    _place: OwnedSemaphorePermit,
+    places: Arc<Places>,
+    tenant: Tenant,
     held: Vec<Box<dyn Send + Sync>>,
     metrics: Arc<Metrics>,
 }
@@ -36,16 +39,31 @@ impl Permit {
     pub fn hold(&mut self, other: impl Send + Sync + 'static) {
         self.held.push(Box::new(other));
     }
+
+    pub fn tenant(&self) -> &Tenant {
+        &self.tenant
+    }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
+        *self.places.held.lock().expect("places") -= 1;
         self.metrics.places_held.dec();
     }
 }
 
+/// The queue's places: `capacity` in all, of which `reserved` only the priority class takes,
+/// so that a queue full of lower-class work still admits it.
+struct Places {
+    held: Mutex<usize>,
+    capacity: usize,
+    reserved: usize,
+}
+
 /// A transcript, the model that made it, and where the time went.
 pub struct Done {
+    /// The transcription's history record, once the service has recorded it.
+    pub id: Option<String>,
     pub model: Arc<str>,
     pub transcript: Transcript,
     pub queue_wait: Duration,
@@ -57,6 +75,7 @@ pub type StillWanted = Box<dyn Fn() -> bool + Send>;
 
 struct Job {
     model: Arc<str>,
+    class: Class,
     samples: Vec<f32>,
     options: DecodeOptions,
     enqueued: Instant,
@@ -68,7 +87,7 @@ struct Job {
 #[derive(Clone)]
 pub struct Engine {
     jobs: mpsc::Sender<Job>,
-    admission: Arc<Semaphore>,
+    places: Arc<Places>,
     ready: Arc<AtomicBool>,
     draining: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
@@ -77,25 +96,29 @@ pub struct Engine {
     loading: Arc<watch::Sender<Option<Arc<str>>>>,
     /// How long a request waits for its model's load before it gets 503.
     load_wait: Duration,
+    /// A waiting job climbs one class per this much waiting.
+    aging: Duration,
 }
 
 impl Engine {
     /// Starts loading the model at once on the engine thread; [`Engine::is_ready`] turns true
     /// when a request would be served without further loading. A model that cannot be loaded
     /// ends the process (exit 1), so the platform shows the failure and restarts with backoff.
-    pub fn start(config: &ServeConfig, catalog: Arc<Catalog>, metrics: Arc<Metrics>, phases: Phases) -> Engine {
+    /// `reserved`: places held for the priority class (at most all but one).
+    pub fn start(config: &ServeConfig, catalog: Arc<Catalog>, metrics: Arc<Metrics>, phases: Phases, reserved: usize) -> Engine {
         let capacity = config.queue_depth + 1;
         metrics.queue_capacity.set(capacity as i64);
         let (tx, rx) = mpsc::channel();
         let engine = Engine {
             jobs: tx,
-            admission: Arc::new(Semaphore::new(capacity)),
+            places: Arc::new(Places { held: Mutex::new(0), capacity, reserved: reserved.min(capacity - 1) }),
             ready: Arc::new(AtomicBool::new(false)),
             draining: Arc::new(AtomicBool::new(false)),
             metrics,
             phases: Arc::new(Mutex::new(None)),
             loading: Arc::new(watch::channel(None).0),
             load_wait: config.model_load_wait(),
+            aging: config.priority_aging(),
         };
         let worker = engine.clone();
         let config = config.clone();
@@ -121,8 +144,9 @@ impl Engine {
         self.phases.lock().expect("phases").clone()
     }
 
-    /// Reserves a place in the queue, or says why not (503 loading/draining, 429 full).
-    pub fn admit(&self) -> Result<Permit> {
+    /// Reserves a place in the queue for `tenant`, or says why not (503 loading/draining, 429
+    /// full: for classes below priority, full once only the reserved places are left).
+    pub fn admit(&self, tenant: Tenant) -> Result<Permit> {
         let refuse = |reason: &str, error: Error| {
             self.metrics.rejected.with_label_values(&[reason]).inc();
             Err(error)
@@ -133,22 +157,35 @@ impl Engine {
         if !self.ready.load(Ordering::Acquire) {
             return refuse("not_ready", Error::Unavailable("the model is still loading".into()));
         }
-        match self.admission.clone().try_acquire_owned() {
-            Ok(place) => {
-                self.metrics.places_held.inc();
-                Ok(Permit { _place: place, held: Vec::new(), metrics: self.metrics.clone() })
-            }
-            Err(_) => refuse("queue_full", Error::Busy("the transcription queue is full".into())),
+        let places = &self.places;
+        let mut held = places.held.lock().expect("places");
+        let ceiling = if tenant.class == Class::Priority { places.capacity } else { places.capacity - places.reserved };
+        if *held >= ceiling {
+            drop(held);
+            let reserved = if places.reserved > 0 && tenant.class != Class::Priority {
+                format!(
+                    " for the {} class ({} of its {} places are held for priority work)",
+                    tenant.class.as_str(),
+                    places.reserved,
+                    places.capacity
+                )
+            } else {
+                String::new()
+            };
+            return refuse("queue_full", Error::Busy(format!("the transcription queue is full{reserved}")));
         }
+        *held += 1;
+        self.metrics.places_held.inc();
+        Ok(Permit { places: places.clone(), tenant, held: Vec::new(), metrics: self.metrics.clone() })
     }
 
-    /// Transcribes on the engine thread, in the queue place `_permit` holds (a request's jobs
-    /// run one after another in it). If the caller stops waiting, or `wanted` says its client
+    /// Transcribes on the engine thread, in the queue place `permit` holds (a request's jobs
+    /// run one after another in it), ahead of lower classes' work. If the caller stops waiting, or `wanted` says its client
     /// went away, the job is dropped before compute. A job whose model is still loading past
     /// TINGXIE_MODEL_LOAD_WAIT_SECONDS is answered 503 (the load goes on).
     pub async fn transcribe(
         &self,
-        _permit: &Permit,
+        permit: &Permit,
         model: Arc<str>,
         samples: Vec<f32>,
         options: DecodeOptions,
@@ -156,7 +193,7 @@ impl Engine {
     ) -> Result<Done> {
         let (reply, done) = oneshot::channel();
         self.metrics.queue_depth.inc();
-        let job = Job { model: model.clone(), samples, options, enqueued: Instant::now(), reply, wanted };
+        let job = Job { model: model.clone(), class: permit.tenant.class, samples, options, enqueued: Instant::now(), reply, wanted };
         if self.jobs.send(job).is_err() {
             self.metrics.queue_depth.dec();
             return Err(Error::Device("the engine has stopped".into()));
@@ -214,7 +251,7 @@ impl Engine {
         let mut queued: VecDeque<Job> = VecDeque::new();
         loop {
             queued.extend(jobs.try_iter());
-            let Some(job) = queued.pop_front().or_else(|| jobs.recv().ok()) else { break };
+            let Some(job) = self.next(&mut queued).or_else(|| jobs.recv().ok()) else { break };
             self.metrics.queue_depth.dec();
             if job.reply.is_closed() || job.wanted.as_ref().is_some_and(|wanted| !wanted()) {
                 self.metrics.cancelled.inc();
@@ -222,6 +259,7 @@ impl Engine {
                 continue;
             }
             let queue_wait = job.enqueued.elapsed();
+            self.metrics.class_queue_wait.with_label_values(&[job.class.as_str()]).observe(queue_wait.as_secs_f64());
             let waiting: Vec<&str> = queued.iter().map(|j| &*j.model).collect();
             let model = match models.get(&self, &job.model, &waiting) {
                 Ok(model) => model,
@@ -258,8 +296,24 @@ impl Engine {
                 // Bounded: languages are the model's codes, tasks two names.
                 self.metrics.transcriptions.with_label_values(&[transcript.language.as_str(), transcript.task.as_str()]).inc();
             }
-            let _ = job.reply.send(result.map(|transcript| Done { model: job.model.clone(), transcript, queue_wait, compute }));
+            let _ = job.reply.send(result.map(|transcript| Done { id: None, model: job.model.clone(), transcript, queue_wait, compute }));
         }
+    }
+
+    /// The waiting job to compute next: the highest class, a job climbing one class for every
+    /// `aging` it has waited (so batch work is never starved); the earliest among equals.
+    fn next(&self, queued: &mut VecDeque<Job>) -> Option<Job> {
+        let now = Instant::now();
+        let aging = self.aging.as_secs_f64().max(1e-3);
+        let standing = |job: &Job| job.class.rank() + now.duration_since(job.enqueued).as_secs_f64() / aging;
+        let mut best: Option<(usize, f64)> = None;
+        for (index, job) in queued.iter().enumerate() {
+            let score = standing(job);
+            if best.is_none_or(|(_, top)| score > top) {
+                best = Some((index, score));
+            }
+        }
+        queued.remove(best?.0)
     }
 
     /// Brings the kernel counters up to CubeCL's counts (JIT backends only).

@@ -50,6 +50,18 @@ pub enum Error {
     /// Object storage failed; `retryable` says whether trying again may help.
     #[error("object store: {message}")]
     Store { message: String, retryable: bool },
+    /// No API key, or one that is not valid (the tenant could not be told).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The tenant may not see what it asked for (another tenant's history).
+    #[error("not allowed: {0}")]
+    TenantForbidden(String),
+    /// No transcription with this id in the tenant's history.
+    #[error("no such transcription: {0}")]
+    NoSuchTranscription(String),
+    /// The tenant is over one of its limits; it may try again after `retry_after`.
+    #[error("tenant limit: {message}")]
+    TenantLimit { message: String, retry_after: std::time::Duration },
     /// The engine queue is full: try again after a while.
     #[error("busy: {0}")]
     Busy(String),
@@ -62,9 +74,35 @@ impl Error {
     /// True when the same request may succeed if tried again later.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Device(_) | Error::Io { .. } | Error::Busy(_) | Error::Unavailable(_) => true,
+            Error::Device(_) | Error::Io { .. } | Error::Busy(_) | Error::Unavailable(_) | Error::TenantLimit { .. } => true,
             Error::Store { retryable, .. } => *retryable,
             _ => false,
+        }
+    }
+
+    /// A short machine-readable name of the cause (API error bodies, history records).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidAudio(_) => "invalid_audio",
+            Error::InvalidArgument { .. } => "invalid_argument",
+            Error::InvalidRequest(_) => "invalid_request",
+            Error::UnsupportedAudio(_) => "unsupported_audio",
+            Error::UnsupportedMediaType(_) => "unsupported_media_type",
+            Error::TooLarge(_) => "too_large",
+            Error::Forbidden(_) => "source_not_allowed",
+            Error::OutputForbidden(_) => "output_not_allowed",
+            Error::BodyTimeout(_) => "body_timeout",
+            Error::ClientGone(_) => "client_closed",
+            Error::NotFound(_) => "source_not_found",
+            Error::Store { retryable: false, .. } => "store_access_denied",
+            Error::Store { retryable: true, .. } => "store_unavailable",
+            Error::Unauthorized(_) => "invalid_api_key",
+            Error::TenantForbidden(_) => "tenant_not_allowed",
+            Error::NoSuchTranscription(_) => "transcription_not_found",
+            Error::TenantLimit { .. } => "tenant_limit",
+            Error::Busy(_) => "queue_full",
+            Error::Unavailable(_) => "unavailable",
+            Error::Model(_) | Error::Io { .. } | Error::Device(_) => "internal",
         }
     }
 
@@ -86,6 +124,10 @@ impl Error {
             Error::ClientGone(m) => Error::ClientGone(m.clone()),
             Error::NotFound(m) => Error::NotFound(m.clone()),
             Error::Store { message, retryable } => Error::Store { message: message.clone(), retryable: *retryable },
+            Error::Unauthorized(m) => Error::Unauthorized(m.clone()),
+            Error::TenantForbidden(m) => Error::TenantForbidden(m.clone()),
+            Error::NoSuchTranscription(m) => Error::NoSuchTranscription(m.clone()),
+            Error::TenantLimit { message, retry_after } => Error::TenantLimit { message: message.clone(), retry_after: *retry_after },
             Error::Busy(m) => Error::Busy(m.clone()),
             Error::Unavailable(m) => Error::Unavailable(m.clone()),
         }

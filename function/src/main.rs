@@ -21,9 +21,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve HTTP and CloudEvents (the Knative container command). Configured by environment.
-    Serve(tingxie::config::ServeConfig),
+    Serve(Box<tingxie::config::ServeConfig>),
     /// Transcribe audio files (WAV, FLAC, MP3, Ogg Vorbis, Ogg Opus).
-    Transcribe(TranscribeArgs),
+    Transcribe(Box<TranscribeArgs>),
     /// The node-local model cache (TINGXIE_CACHE_DIR): prefetch, ls, gc, verify.
     Cache {
         #[command(subcommand)]
@@ -103,8 +103,8 @@ fn main() -> ExitCode {
     tingxie::startup::keep_freed_memory();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(config) => tingxie::server::serve(config),
-        Command::Transcribe(args) => transcribe(args),
+        Command::Serve(config) => tingxie::server::serve(*config),
+        Command::Transcribe(args) => transcribe(*args),
         Command::Cache { command } => match runtime().block_on(cache_cli::run(command, CacheConfig::from_env())) {
             Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
             Err(e) => {

@@ -23,6 +23,10 @@ pub struct Metrics {
     pub body_bytes: IntGauge,
     pub build_info: IntGaugeVec,
     pub queue_wait: Histogram,
+    pub class_queue_wait: HistogramVec,
+    pub tenant_requests: IntCounterVec,
+    pub history_errors: IntCounter,
+    pub callbacks: IntCounterVec,
     pub compute: Histogram,
     pub audio_seconds: Counter,
     pub transcriptions: IntCounterVec,
@@ -73,7 +77,7 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
-            inflight: gauge("tingxie_inflight_requests", "HTTP requests being served."),
+            inflight: gauge("tingxie_inflight_requests", "HTTP requests being served and asynchronous jobs running."),
             queue_depth: gauge("tingxie_queue_depth", "Jobs waiting for the engine."),
             queue_capacity: gauge("tingxie_queue_capacity", "Jobs the engine admits at once (queue depth + 1 computing)."),
             places_held: gauge("tingxie_queue_places_held", "Queue places held by requests (waiting, uploading or computing)."),
@@ -92,6 +96,26 @@ impl Metrics {
             ),
             queue_wait: histogram("tingxie_queue_wait_seconds", "Time a job waited for the engine.", SECONDS_BUCKETS),
             compute: histogram("tingxie_compute_seconds", "Engine time per job.", SECONDS_BUCKETS),
+            class_queue_wait: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new("tingxie_class_queue_wait_seconds", "Time a job waited for the engine, by service class.")
+                        .buckets(SECONDS_BUCKETS.to_vec()),
+                    &["class"],
+                )
+                .expect("valid metric"),
+            ),
+            tenant_requests: counter_vec(
+                "tingxie_tenant_requests_total",
+                "Requests by tenant (listed ones; others `unlisted`), class and outcome (admitted, limited).",
+                &["tenant", "class", "outcome"],
+            ),
+            history_errors: counter("tingxie_history_errors_total", "History records that could not be written."),
+            callbacks: counter_vec(
+                "tingxie_callbacks_total",
+                "Callbacks of asynchronous jobs by outcome (delivered, given_up after TINGXIE_CALLBACK_ATTEMPTS).",
+                &["outcome"],
+            ),
             audio_seconds: register(
                 &r,
                 Counter::new("tingxie_audio_seconds_total", "Seconds of audio transcribed.").expect("valid metric"),
@@ -151,7 +175,7 @@ impl Metrics {
         };
         // Known label values start at 0, so rates and alerts see the series before the first
         // event of each kind.
-        for reason in ["queue_full", "body_memory", "not_ready", "draining", "model_loading"] {
+        for reason in ["queue_full", "body_memory", "not_ready", "draining", "model_loading", "tenant_limit", "unauthorized"] {
             metrics.rejected.with_label_values(&[reason]);
         }
         for outcome in ["hit", "miss", "stale", "repaired", "offline", "local"] {

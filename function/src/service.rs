@@ -13,16 +13,43 @@ use crate::audio;
 use crate::catalog::Catalog;
 use crate::config::ServeConfig;
 use crate::engine::{Done, Engine, Permit, StillWanted};
-use crate::error::{Error, Result};
+use crate::error::{bounded, Error, Result};
 use crate::events::{ObjectRef, RequestOptions};
+use crate::history::{unix_now, Callbacks, Entry, Failure, History, Record, Start, Status};
 use crate::metrics::Metrics;
 use crate::objects::{Claim, Location, Objects, OutputSet, Recorded, SourceVersion};
+use crate::output;
+use crate::tenants::{Tenant, Tenants};
 use crate::whisper::{DecodeOptions, Task};
 
 /// What the engine is asked to do for a request: which model, with which options.
 pub struct Work {
     pub model: Arc<str>,
     pub options: DecodeOptions,
+}
+
+/// Whose transcription it is and what of, for its history record.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub tenant: Arc<str>,
+    /// The uploaded file's name, when the client gave one.
+    pub filename: Option<String>,
+}
+
+impl Origin {
+    pub fn upload(tenant: &Tenant, filename: Option<&str>) -> Origin {
+        Origin { tenant: tenant.name.clone(), filename: filename.map(|f| bounded(f, 256)) }
+    }
+
+    fn start(self, work: &Work) -> Start {
+        Start {
+            tenant: self.tenant.to_string(),
+            model: work.model.to_string(),
+            task: work.options.task.as_str().to_string(),
+            filename: self.filename,
+            ..Default::default()
+        }
+    }
 }
 
 /// The result of a stored-object job.
@@ -32,6 +59,9 @@ pub struct Completed {
     pub record: Recorded,
     /// True when an earlier delivery had already produced these transcripts.
     pub duplicate: bool,
+    /// The history record of the transcription (none for a duplicate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcription_id: Option<String>,
     pub processing_seconds: f64,
     pub queue_seconds: f64,
     pub compute_seconds: f64,
@@ -52,6 +82,9 @@ pub struct Service {
     pub engine: Engine,
     pub objects: Objects,
     pub metrics: Arc<Metrics>,
+    pub tenants: Tenants,
+    pub history: Arc<History>,
+    callbacks: Callbacks,
     /// In-process single flight: concurrent deliveries of one object version share one run.
     flights: Mutex<HashMap<String, Flight>>,
     /// Names this process in claims (`NAME.claim`) on source versions.
@@ -59,10 +92,46 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn new(config: ServeConfig, catalog: Arc<Catalog>, engine: Engine, objects: Objects, metrics: Arc<Metrics>) -> Service {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "tingxie".into());
-        let instance = format!("{host}/{}/{}", std::process::id(), uuid::Uuid::new_v4());
-        Service { config, catalog, engine, objects, metrics, flights: Mutex::new(HashMap::new()), instance }
+    pub fn new(
+        config: ServeConfig,
+        catalog: Arc<Catalog>,
+        engine: Engine,
+        objects: Objects,
+        metrics: Arc<Metrics>,
+        tenants: Tenants,
+        history: History,
+    ) -> Service {
+        let callbacks = Callbacks::new(&config);
+        let instance = history.owner().to_string();
+        Service {
+            config,
+            catalog,
+            engine,
+            objects,
+            metrics,
+            tenants,
+            history: Arc::new(history),
+            callbacks,
+            flights: Mutex::new(HashMap::new()),
+            instance,
+        }
+    }
+
+    /// A queue place for `tenant`, within its class's share of the queue and its own limits
+    /// (429 naming the limit).
+    pub fn admit(&self, tenant: Tenant) -> Result<Permit> {
+        let labels = [tenant.metric_label(), tenant.class.as_str()];
+        let mut permit = self.engine.admit(tenant.clone())?;
+        match self.tenants.admit(&tenant) {
+            Ok(hold) => permit.hold(hold),
+            Err(e) => {
+                self.metrics.rejected.with_label_values(&["tenant_limit"]).inc();
+                self.metrics.tenant_requests.with_label_values(&[labels[0], labels[1], "limited"]).inc();
+                return Err(e);
+            }
+        }
+        self.metrics.tenant_requests.with_label_values(&[labels[0], labels[1], "admitted"]).inc();
+        Ok(permit)
     }
 
     /// The model a request names (`model`; the default when none), and its options over the
@@ -87,8 +156,89 @@ impl Service {
         Ok(Work { model, options })
     }
 
-    /// Decodes audio bytes off the async threads, checks the duration limit and transcribes.
+    /// Transcribes audio bytes, recorded in the history (the record's id is in `Done::id`).
     pub async fn transcribe_bytes(
+        &self,
+        permit: &Permit,
+        bytes: Vec<u8>,
+        hint: Option<String>,
+        work: Work,
+        wanted: Option<StillWanted>,
+        origin: Origin,
+    ) -> Result<Done> {
+        let entry = self.history.begin(origin.start(&work)).await?;
+        let result = entry.renewed_while(self.compute(permit, bytes, hint, work, wanted)).await;
+        self.record_end(&entry, result.as_ref().map(|done| (done.transcript.language.as_str(), done.transcript.duration))).await;
+        let mut done = result?;
+        done.id = Some(entry.id().await);
+        Ok(done)
+    }
+
+    /// An asynchronous job: recorded as queued and answered at once; the work runs in its own
+    /// task in the queue place `permit` holds, its transcript is stored beside the record,
+    /// and the finished record is delivered to `callback_url` if one is given.
+    pub async fn submit(
+        self: &Arc<Self>,
+        permit: Permit,
+        bytes: Vec<u8>,
+        hint: Option<String>,
+        work: Work,
+        origin: Origin,
+        callback_url: Option<String>,
+    ) -> Result<Record> {
+        if let Some(url) = &callback_url {
+            self.callbacks.check(url)?;
+        }
+        let start = Start { asynchronous: true, callback_url: callback_url.clone(), ..origin.start(&work) };
+        let entry = self.history.begin(start).await?;
+        let record = entry.record().await;
+        let service = Arc::clone(self);
+        // Counted as in flight, so that a shutdown waits for it within its grace period.
+        self.metrics.inflight.inc();
+        tokio::spawn(
+            async move {
+                let job = async {
+                    entry.update(|r| r.status = Status::Running).await?;
+                    entry.update(|r| r.started_at = Some(unix_now())).await?;
+                    let done = service.compute(&permit, bytes, hint, work, None).await?;
+                    let mut result = output::verbose_json(&done.transcript);
+                    result["model"] = (&*done.model).into();
+                    entry.put_result(&result).await?;
+                    Ok((done, result))
+                };
+                let result = entry.renewed_while(job).await;
+                drop(permit);
+                service
+                    .record_end(&entry, result.as_ref().map(|(done, _)| (done.transcript.language.as_str(), done.transcript.duration)))
+                    .await;
+                if let Some(url) = callback_url {
+                    let mut body = serde_json::to_value(entry.record().await).expect("records serialise");
+                    if let Ok((_, transcript)) = result {
+                        body["result"] = transcript;
+                    }
+                    let id = entry.id().await;
+                    let delivered = service.callbacks.deliver(&entry, &url, &id, body.to_string().as_bytes()).await;
+                    service.metrics.callbacks.with_label_values(&[if delivered { "delivered" } else { "given_up" }]).inc();
+                }
+                service.metrics.inflight.dec();
+            }
+            .in_current_span(),
+        );
+        Ok(record)
+    }
+
+    /// Writes the end of a transcription into its record; a failure to write is logged (the
+    /// transcript itself is not lost: the caller has it, or the store's outputs do).
+    async fn record_end(&self, entry: &Entry, outcome: std::result::Result<(&str, f64), &Error>) {
+        let outcome = outcome.map_err(|e| Failure { code: e.code().to_string(), message: bounded(&e.to_string(), 1024) });
+        if let Err(e) = entry.update(|record| record.finish(outcome.clone())).await {
+            self.metrics.history_errors.inc();
+            tracing::warn!(error = %e, "could not record the end of a transcription in the history");
+        }
+    }
+
+    /// Decodes audio bytes off the async threads, checks the duration limit and transcribes.
+    async fn compute(
         &self,
         permit: &Permit,
         bytes: Vec<u8>,
@@ -111,6 +261,7 @@ impl Service {
         obj: &ObjectRef,
         requested: &RequestOptions,
         permit: Arc<Permit>,
+        tenant: &Tenant,
     ) -> Result<ObjectOutcome> {
         let (source, admitted) = self.objects.source(obj)?;
         let Some(mut outputs) = self.objects.outputs_for(obj, admitted, requested.output.as_deref())? else {
@@ -126,6 +277,7 @@ impl Service {
             outputs = outputs.variant("translation");
         }
         let version = self.objects.head(&source).await?;
+        let origin = Origin::upload(tenant, None);
         let key = format!(
             "{}\u{0}{:?}\u{0}{:?}\u{0}{}\u{0}{}\u{0}{}",
             version.uri,
@@ -147,7 +299,7 @@ impl Service {
                     let key = key.clone();
                     let task = tokio::spawn(
                         async move {
-                            let result = service.run_object(&permit, source, version, outputs, work).await.map_err(Arc::new);
+                            let result = service.run_object(&permit, source, version, outputs, work, origin).await.map_err(Arc::new);
                             service.flights.lock().expect("flights").remove(&key);
                             result
                         }
@@ -171,6 +323,7 @@ impl Service {
         version: SourceVersion,
         outputs: OutputSet,
         work: Work,
+        origin: Origin,
     ) -> Result<Completed> {
         let started = Instant::now();
         if let Some(record) = outputs.existing(&version).await? {
@@ -179,6 +332,7 @@ impl Service {
             return Ok(Completed {
                 record,
                 duplicate: true,
+                transcription_id: None,
                 processing_seconds: started.elapsed().as_secs_f64(),
                 queue_seconds: 0.0,
                 compute_seconds: 0.0,
@@ -204,12 +358,14 @@ impl Service {
             Claim::Acquired(claim) => claim,
         };
         // The claim is renewed while the work runs, so it outlives only a dead owner's lease.
-        let result = claim.renewed_while(lease, self.transcribe_source(permit, &source, &version, &outputs, work)).await;
+        let start = Start { source: Some(version.uri.clone()), outputs: outputs.uris(), ..origin.start(&work) };
+        let result = claim.renewed_while(lease, self.transcribe_source(permit, &source, &version, &outputs, work, start)).await;
         claim.release().await;
         let (record, done) = result?;
         let compute = done.compute.as_secs_f64();
         Ok(Completed {
             duplicate: false,
+            transcription_id: done.id.clone(),
             processing_seconds: started.elapsed().as_secs_f64(),
             queue_seconds: done.queue_wait.as_secs_f64(),
             compute_seconds: compute,
@@ -225,12 +381,27 @@ impl Service {
         version: &SourceVersion,
         outputs: &OutputSet,
         work: Work,
+        start: Start,
     ) -> Result<(Recorded, Done)> {
-        let bytes = self.objects.read(source, self.config.max_body_bytes).await?;
-        let hint = source.path.extension().map(str::to_string);
+        let entry = self.history.begin(start).await?;
         // Stored objects are finished even if the deliverer gives up: a redelivery finds them.
-        let done = self.transcribe_bytes(permit, bytes, hint, work, None).await?;
-        let record = outputs.write(&done.transcript, version, &done.model).await?;
+        let job = async {
+            let bytes = self.objects.read(source, self.config.max_body_bytes).await?;
+            let hint = source.path.extension().map(str::to_string);
+            let done = self.compute(permit, bytes, hint, work, None).await?;
+            let record = outputs.write(&done.transcript, version, &done.model).await?;
+            Ok((record, done))
+        };
+        let result = entry.renewed_while(job).await;
+        self.record_end(&entry, result.as_ref().map(|(record, _)| (record.language.as_str(), record.duration))).await;
+        let (record, mut done) = result?;
+        done.id = Some(entry.id().await);
         Ok((record, done))
     }
+}
+
+/// Names this process in claims and history records: host (the pod), PID, and a random part.
+pub fn instance_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "tingxie".into());
+    format!("{host}/{}/{}", std::process::id(), uuid::Uuid::new_v4())
 }

@@ -98,6 +98,7 @@ class Server:
             TINGXIE_MODEL=str(MODEL),
             TINGXIE_VAD_MODEL=str(VAD),
             TINGXIE_CACHE_DIR=str(tmp / "cache"),
+            TINGXIE_HISTORY=str(tmp / "history"),
             TINGXIE_BEAM_SIZE="1",
             TINGXIE_THREADS="2",
             TINGXIE_ALLOWED_SOURCES=f"s3://{BUCKET}/,file://{tmp}/local/",

@@ -141,10 +141,17 @@ fn versus(setup: Setup, fixtures: &Path, reps: usize, long_only: bool) {
     println!("\n| input | mode | tingxie wall s | faster-whisper wall s | wall ratio | tingxie peak RSS MiB | faster-whisper peak RSS MiB | RSS ratio | WER tingxie / faster-whisper | same text |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let wer = |r: &Run| tingxie::transcript::wer(spoken, r.stdout.trim());
-    for (name, mode) in [("greedy, vad_filter", Mode { vad_filter: true, ..GREEDY }), ("greedy, batch 8", Mode { batch: BATCH, ..GREEDY })] {
+    for (name, mode) in [("greedy, vad_filter", Mode { vad_filter: true, ..GREEDY }), ("greedy, batch 8", Mode { batch: BATCH, ..GREEDY })]
+    {
         let (ours, theirs) = race(&setup, mode, &long, reps);
         let same = ours[0].stdout.trim() == theirs[0].stdout.trim();
-        println!("| long_5min.wav | {name} | {} | {:.4} / {:.4} | {} |", compare(&ours, &theirs), wer(&ours[0]), wer(&theirs[0]), u8::from(same));
+        println!(
+            "| long_5min.wav | {name} | {} | {:.4} / {:.4} | {} |",
+            compare(&ours, &theirs),
+            wer(&ours[0]),
+            wer(&theirs[0]),
+            u8::from(same)
+        );
     }
     vad_cost(&setup, &long[0], reps);
 }
@@ -155,7 +162,8 @@ fn vad_cost(setup: &Setup, file: &Path, reps: usize) {
     tingxie::device::set_cpu_threads(setup.threads);
     let samples = tingxie::audio::decode_file(file).expect("audio");
     let minutes = samples.len() as f64 / f64::from(tingxie::audio::SAMPLE_RATE) / 60.0;
-    let vad = tingxie::vad::SileroVad::<tingxie::device::CpuBackend>::load(&setup.vad_model, &Default::default()).expect("Silero VAD weights");
+    let vad =
+        tingxie::vad::SileroVad::<tingxie::device::CpuBackend>::load(&setup.vad_model, &Default::default()).expect("Silero VAD weights");
     let options = tingxie::vad::VadOptions::default();
     let ours = median(
         (0..reps + 1)
@@ -174,7 +182,13 @@ fn vad_cost(setup: &Setup, file: &Path, reps: usize) {
     let theirs = theirs["vad_s"].as_f64().expect("vad_s");
     println!("\n| Silero VAD on {} ({minutes:.1} min), speech timestamps | tingxie s per audio minute | faster-whisper (onnxruntime, 1 thread) s per audio minute | ratio |", file.display());
     println!("|---|---|---|---|");
-    println!("| probabilities + timestamps, {} thread(s) | {:.4} | {:.4} | {:.2} |", setup.threads, ours / minutes, theirs / minutes, ours / theirs);
+    println!(
+        "| probabilities + timestamps, {} thread(s) | {:.4} | {:.4} | {:.2} |",
+        setup.threads,
+        ours / minutes,
+        theirs / minutes,
+        ours / theirs
+    );
 }
 
 /// How a benchmark run decodes: beam width, windows per batch (0 = sequential), speech only.

@@ -43,6 +43,13 @@ pub struct RequestOptions {
     /// URI prefix under which transcripts are written, e.g. `s3://bucket/transcripts/`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// Answer 202 with the job's id at once; the transcript is fetched later
+    /// (`GET /v1/transcriptions/{id}`) or delivered to `callback_url`.
+    #[serde(rename = "async", skip_serializing_if = "Option::is_none")]
+    pub asynchronous: Option<bool>,
+    /// Where an asynchronous job's result is POSTed (a host of TINGXIE_CALLBACK_HOSTS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
@@ -78,6 +85,8 @@ impl RequestOptions {
             "batch_size" => self.batch_size = Some(number("batch_size", text, "a whole number")?),
             "vad_filter" => self.vad_filter = Some(boolean("vad_filter", text)?),
             "vad_parameters" => self.vad_parameters = Some(text.to_string()),
+            "async" => self.asynchronous = Some(boolean("async", text)?),
+            "callback_url" => self.callback_url = Some(text.trim().to_string()),
             _ => return Ok(false),
         }
         Ok(true)
@@ -135,7 +144,14 @@ impl RequestOptions {
         if let Some(out) = &self.output {
             check_output_prefix(out).map_err(|e| invalid("output", e.to_string()))?;
         }
+        if self.callback_url.is_some() && !self.is_async() {
+            return Err(invalid("callback_url", "applies to asynchronous jobs: add async=true"));
+        }
         Ok(())
+    }
+
+    pub fn is_async(&self) -> bool {
+        self.asynchronous == Some(true)
     }
 }
 

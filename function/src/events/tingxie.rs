@@ -27,6 +27,8 @@ const FIELDS: &[&str] = &[
     "vad_parameters",
     "response_format",
     "output",
+    "async",
+    "callback_url",
 ];
 
 /// Standard alphabet; padding optional, as many encoders drop it.
@@ -57,11 +59,12 @@ pub(super) fn parse(data: &Value) -> Result<Parsed, EventError> {
         Some(Value::Number(n)) => n.as_f64().map(|t| t as f32),
         Some(v) => return Err(json::invalid(TY, "temperature", format!("expected a number, got {}", json::describe(v)))),
     };
-    let vad_filter = match m.get("vad_filter") {
-        None | Some(Value::Null) => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(v) => return Err(json::invalid(TY, "vad_filter", format!("expected true or false, got {}", json::describe(v)))),
+    let flag = |field: &'static str| match m.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(v) => Err(json::invalid(TY, field, format!("expected true or false, got {}", json::describe(v)))),
     };
+    let vad_filter = flag("vad_filter")?;
     // An object, as faster-whisper takes it, or the same as a JSON string (as a form sends it).
     let vad_parameters = match m.get("vad_parameters") {
         None | Some(Value::Null) => None,
@@ -82,6 +85,8 @@ pub(super) fn parse(data: &Value) -> Result<Parsed, EventError> {
         vad_parameters,
         response_format: json::opt_str(TY, m, "", "response_format")?.map(str::to_string),
         output: json::opt_str(TY, m, "", "output")?.map(str::to_string),
+        asynchronous: flag("async")?,
+        callback_url: json::opt_str(TY, m, "", "callback_url")?.map(str::to_string),
     };
     if matches!(audio, Audio::Object(_)) && options.response_format.is_some() {
         return Err(json::invalid(

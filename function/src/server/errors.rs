@@ -26,7 +26,11 @@ pub static RETRY_AFTER_SECONDS: AtomicU64 = AtomicU64::new(2);
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
-        ApiError { error, retry_after_seconds: RETRY_AFTER_SECONDS.load(Ordering::Relaxed) }
+        let retry_after_seconds = match &error {
+            Error::TenantLimit { retry_after, .. } => retry_after.as_secs_f64().ceil() as u64,
+            _ => RETRY_AFTER_SECONDS.load(Ordering::Relaxed),
+        };
+        ApiError { error, retry_after_seconds }
     }
 }
 
@@ -41,25 +45,23 @@ const MAX_MESSAGE_CHARS: usize = 1024;
 
 /// Status and a short machine-readable code for each error.
 pub fn classify(error: &Error) -> (StatusCode, &'static str) {
-    match error {
-        Error::InvalidAudio(_) => (StatusCode::BAD_REQUEST, "invalid_audio"),
-        Error::InvalidArgument { .. } => (StatusCode::BAD_REQUEST, "invalid_argument"),
-        Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-        Error::UnsupportedAudio(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_audio"),
-        Error::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-        Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-        Error::Forbidden(_) => (StatusCode::FORBIDDEN, "source_not_allowed"),
-        Error::OutputForbidden(_) => (StatusCode::FORBIDDEN, "output_not_allowed"),
-        Error::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+    let status = match error {
+        Error::InvalidAudio(_) | Error::InvalidArgument { .. } | Error::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+        Error::UnsupportedAudio(_) | Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Forbidden(_) | Error::OutputForbidden(_) | Error::TenantForbidden(_) => StatusCode::FORBIDDEN,
+        Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         // nginx's "client closed request": counted apart from the server's own failures.
-        Error::ClientGone(_) => (client_closed(), "client_closed"),
-        Error::NotFound(_) => (StatusCode::NOT_FOUND, "source_not_found"),
-        Error::Store { retryable: false, .. } => (StatusCode::FORBIDDEN, "store_access_denied"),
-        Error::Store { retryable: true, .. } => (StatusCode::BAD_GATEWAY, "store_unavailable"),
-        Error::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
-        Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        Error::Model(_) | Error::Io { .. } | Error::Device(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-    }
+        Error::ClientGone(_) => client_closed(),
+        Error::NotFound(_) | Error::NoSuchTranscription(_) => StatusCode::NOT_FOUND,
+        Error::Store { retryable: false, .. } => StatusCode::FORBIDDEN,
+        Error::Store { retryable: true, .. } => StatusCode::BAD_GATEWAY,
+        Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        Error::TenantLimit { .. } | Error::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Model(_) | Error::Io { .. } | Error::Device(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, error.code())
 }
 
 /// `{"error": {"message", "type", "param", "code"}}`.
@@ -85,6 +87,9 @@ impl ApiError {
         let mut response = HttpResponse::build(status);
         if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
             response.insert_header((header::RETRY_AFTER, self.retry_after_seconds.to_string()));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         response
     }

@@ -14,6 +14,7 @@ use cloudevents::binding::actix::HttpResponseBuilderExt;
 use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
 use tracing::Instrument;
 
+use super::auth;
 use super::body::{media_type, Bodies};
 use super::errors::{classify, error_body, ApiError, ApiResult};
 use super::replay::Replayed;
@@ -22,7 +23,8 @@ use crate::engine::Permit;
 use crate::error::{bounded, quote, Error, Result, QUOTE_CHARS};
 use crate::events::{self, Audio, EventData, Job, Parsed};
 use crate::output::{self, Format};
-use crate::service::{ObjectOutcome, Service};
+use crate::service::{ObjectOutcome, Origin, Service};
+use crate::tenants::Tenant;
 
 const BATCH_MEDIA_TYPE: &str = "application/cloudevents-batch+json";
 const STRUCTURED_MEDIA_TYPE: &str = "application/cloudevents+json";
@@ -31,6 +33,14 @@ const STRUCTURED_MEDIA_TYPE: &str = "application/cloudevents+json";
 pub enum Answer {
     Completed(serde_json::Value),
     Ignored(String),
+}
+
+/// Whose work a delivery's jobs are: an authenticated caller's, or the platform's (the
+/// broker's), whose events name their tenant by attribute or by bucket.
+#[derive(Clone, Copy)]
+pub enum Attribution<'a> {
+    Caller,
+    Platform { attribute: Option<&'a str> },
 }
 
 pub async fn receive(
@@ -50,17 +60,18 @@ pub async fn receive(
         ))
         .into());
     }
+    let (tenant, authenticated) = auth::delivery_tenant(&req, &service)?;
     // Admission before the body, as on every route: the event's jobs run in this place.
-    let mut permit = service.engine.admit()?;
+    let mut permit = service.admit(tenant)?;
     let body = bodies.read(&req, payload, service.config.event_body_limit(), &mut permit, 2).await?;
     let permit = Arc::new(permit);
     if media == BATCH_MEDIA_TYPE {
-        return receive_batch(&service, &replayed, body, permit).await;
+        return receive_batch(&service, &replayed, body, permit, authenticated).await;
     }
     if is_event {
         let event = cloudevents::binding::http_0_2::to_event(req.headers(), body)
             .map_err(|e| Error::InvalidRequest(format!("not a valid CloudEvent: {e}")))?;
-        let answer = handle_event(&service, &replayed, &event, &permit).await;
+        let answer = handle_event(&service, &replayed, &event, &permit, authenticated).await;
         return Ok(match answer {
             Ok(Answer::Completed(data)) => {
                 HttpResponse::Ok().event(reply(&event, data)).map_err(|e| Error::Device(format!("reply event: {e}")))?
@@ -77,7 +88,8 @@ pub async fn receive(
         return Ok(HttpResponse::Ok().json(serde_json::json!({ "validationResponse": code })));
     }
     let parsed = events::from_webhook(&value).map_err(|e| Error::InvalidRequest(e.to_string()))?;
-    Ok(match count("webhook", &service, run_jobs_in(&service, parsed, &permit).await)? {
+    let attribution = if authenticated { Attribution::Caller } else { Attribution::Platform { attribute: None } };
+    Ok(match count("webhook", &service, run_jobs_in(&service, parsed, &permit, attribution).await)? {
         Answer::Completed(data) => HttpResponse::Ok().json(data),
         Answer::Ignored(reason) => ignored(&reason),
     })
@@ -92,12 +104,18 @@ fn ignored(reason: &str) -> HttpResponse {
 
 /// The events of a batch run one after another in the batch's queue place, so a batch larger
 /// than the queue still finishes in one delivery.
-async fn receive_batch(service: &Arc<Service>, replayed: &Replayed, body: Vec<u8>, permit: Arc<Permit>) -> ApiResult<HttpResponse> {
+async fn receive_batch(
+    service: &Arc<Service>,
+    replayed: &Replayed,
+    body: Vec<u8>,
+    permit: Arc<Permit>,
+    authenticated: bool,
+) -> ApiResult<HttpResponse> {
     let batch: Vec<Event> = serde_json::from_slice(&body).map_err(|e| Error::InvalidRequest(format!("not a CloudEvents batch: {e}")))?;
     drop(body);
     let mut answers = Vec::with_capacity(batch.len());
     for event in &batch {
-        answers.push(handle_event(service, replayed, event, &permit).await);
+        answers.push(handle_event(service, replayed, event, &permit, authenticated).await);
     }
     let worst = answers.iter().filter_map(|a| a.as_ref().err()).max_by_key(|e| severity(e));
     if let Some(error) = worst {
@@ -145,7 +163,13 @@ pub fn check_event_id(id: &str) -> Result<()> {
 
 /// One event; a redelivery of an event already answered here gets the same answer again
 /// (inline audio has no stored transcript to find).
-async fn handle_event(service: &Arc<Service>, replayed: &Replayed, event: &Event, permit: &Arc<Permit>) -> Result<Answer> {
+async fn handle_event(
+    service: &Arc<Service>,
+    replayed: &Replayed,
+    event: &Event,
+    permit: &Arc<Permit>,
+    authenticated: bool,
+) -> Result<Answer> {
     let span = tracing::info_span!(
         "event",
         ce_id = bounded(event.id(), QUOTE_CHARS),
@@ -159,7 +183,9 @@ async fn handle_event(service: &Arc<Service>, replayed: &Replayed, event: &Event
         return span.in_scope(|| count(event.ty(), service, Ok(Answer::Completed(data))));
     }
     let parsed = span.in_scope(|| parse_event(event));
-    let answer = run_jobs_in(service, parsed?, permit).instrument(span.clone()).await;
+    let attribute = event.extension("tenant").map(|value| value.to_string());
+    let attribution = if authenticated { Attribution::Caller } else { Attribution::Platform { attribute: attribute.as_deref() } };
+    let answer = run_jobs_in(service, parsed?, permit, attribution).instrument(span.clone()).await;
     if let Ok(Answer::Completed(data)) = &answer {
         replayed.put(key, data.clone());
     }
@@ -201,18 +227,18 @@ fn count(ty: &str, service: &Service, answer: Result<Answer>) -> Result<Answer> 
 /// Runs the jobs of one request in its queue place. One job answers with its own result;
 /// several with `{"transcripts": [...]}`.
 pub async fn run_jobs(service: &Arc<Service>, parsed: Parsed, permit: Permit) -> Result<Answer> {
-    run_jobs_in(service, parsed, &Arc::new(permit)).await
+    run_jobs_in(service, parsed, &Arc::new(permit), Attribution::Caller).await
 }
 
 /// [`run_jobs`] with a place shared by several events (a batch): jobs run one after another.
-async fn run_jobs_in(service: &Arc<Service>, parsed: Parsed, permit: &Arc<Permit>) -> Result<Answer> {
+async fn run_jobs_in(service: &Arc<Service>, parsed: Parsed, permit: &Arc<Permit>, attribution: Attribution<'_>) -> Result<Answer> {
     let jobs = match parsed {
         Parsed::Ignored { reason } => return Ok(Answer::Ignored(reason)),
         Parsed::Jobs(jobs) => jobs,
     };
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
-        results.push(run_job(service, job, permit).await);
+        results.push(run_job(service, job, permit, attribution).await);
     }
     let mut done = Vec::new();
     let mut failures = Vec::new();
@@ -233,17 +259,41 @@ async fn run_jobs_in(service: &Arc<Service>, parsed: Parsed, permit: &Arc<Permit
     })
 }
 
-async fn run_job(service: &Arc<Service>, job: Job, permit: &Arc<Permit>) -> Result<Option<serde_json::Value>> {
+/// The tenant a job is recorded for.
+fn tenant_of(service: &Service, job: &Job, permit: &Permit, attribution: Attribution<'_>) -> Result<Tenant> {
+    match attribution {
+        Attribution::Caller => Ok(permit.tenant().clone()),
+        Attribution::Platform { attribute } => {
+            let bucket = match &job.audio {
+                Audio::Object(obj) => Some(obj.bucket.as_str()),
+                Audio::Inline(_) => None,
+            };
+            service.tenants.for_event(attribute, bucket, permit.tenant())
+        }
+    }
+}
+
+async fn run_job(
+    service: &Arc<Service>,
+    job: Job,
+    permit: &Arc<Permit>,
+    attribution: Attribution<'_>,
+) -> Result<Option<serde_json::Value>> {
+    if job.options.is_async() {
+        return Err(Error::InvalidArgument { field: "async", reason: "applies to uploads over HTTP, not to events".into() });
+    }
+    let tenant = tenant_of(service, &job, permit, attribution)?;
     match job.audio {
-        Audio::Object(obj) => match service.transcribe_object(&obj, &job.options, permit.clone()).await? {
+        Audio::Object(obj) => match service.transcribe_object(&obj, &job.options, permit.clone(), &tenant).await? {
             ObjectOutcome::Done(completed) => Ok(Some(serde_json::to_value(completed).expect("serialisable"))),
             ObjectOutcome::Ignored(_) => Ok(None),
         },
         Audio::Inline(bytes) => {
             let format = response_format(&job.options)?;
             let work = service.work(&job.options)?;
-            let done = service.transcribe_bytes(permit, bytes, None, work, None).await?;
+            let done = service.transcribe_bytes(permit, bytes, None, work, None, Origin::upload(&tenant, None)).await?;
             let mut value = output::verbose_json(&done.transcript);
+            value["transcription_id"] = done.id.clone().into();
             value["model"] = (&*done.model).into();
             value["queue_seconds"] = done.queue_wait.as_secs_f64().into();
             value["compute_seconds"] = done.compute.as_secs_f64().into();

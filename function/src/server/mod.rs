@@ -3,9 +3,11 @@
 //! readiness turns true when the engine is warm. SIGTERM: readiness off, new work answered
 //! 503, in-flight work finishes within the grace period, exit 0.
 
+mod auth;
 mod body;
 mod errors;
 mod events;
+mod history;
 mod openai;
 mod ops;
 mod peer;
@@ -25,10 +27,12 @@ pub use openai::check_boundary;
 use crate::catalog::Catalog;
 use crate::config::ServeConfig;
 use crate::engine::Engine;
+use crate::history::History;
 use crate::metrics::Metrics;
 use crate::objects::Objects;
-use crate::service::Service;
+use crate::service::{instance_name, Service};
 use crate::startup::Phases;
+use crate::tenants::Tenants;
 use body::Bodies;
 use replay::Replayed;
 
@@ -43,6 +47,21 @@ pub fn serve(config: ServeConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let tenants = match Tenants::from_config(&config.tenants, &config.tenant_header) {
+        Ok(tenants) => tenants,
+        Err(e) => {
+            tracing::error!(error = %e, "the tenants are invalid");
+            return ExitCode::FAILURE;
+        }
+    };
+    let lease = std::time::Duration::from_secs(config.claim_seconds.max(1));
+    let history = match History::open(&config.history, &CacheConfig::from_env(), lease, &instance_name()) {
+        Ok(history) => history,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the history (TINGXIE_HISTORY)");
+            return ExitCode::FAILURE;
+        }
+    };
     let metrics = Arc::new(Metrics::new());
     let objects = Objects::new(CacheConfig::from_env(), &config.allowed_sources, &config.output, &config.allowed_outputs);
     if objects.allow.is_empty() {
@@ -50,10 +69,12 @@ pub fn serve(config: ServeConfig) -> ExitCode {
     }
     metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), &**catalog.default_name(), &config.device.to_string()]).set(1);
     phases.lap("config");
-    let engine = Engine::start(&config, catalog.clone(), metrics.clone(), phases);
+    // Places for the priority class only when some tenant has it.
+    let reserved = if tenants.has_priority() { config.priority_places } else { 0 };
+    let engine = Engine::start(&config, catalog.clone(), metrics.clone(), phases, reserved);
     let bodies = web::Data::new(Bodies::new(&config, metrics.clone()));
     let replayed = web::Data::new(Replayed::default());
-    let service = web::Data::new(Service::new(config.clone(), catalog, engine.clone(), objects, metrics.clone()));
+    let service = web::Data::new(Service::new(config.clone(), catalog, engine.clone(), objects, metrics.clone(), tenants, history));
     let system = actix_web::rt::System::new();
     let result = system.block_on(async move {
         let app_service = service.clone();
@@ -68,6 +89,8 @@ pub fn serve(config: ServeConfig) -> ExitCode {
                 .route("/v1/audio/transcriptions", web::post().to(openai::transcriptions))
                 .route("/v1/audio/translations", web::post().to(openai::translations))
                 .route("/v1/models", web::get().to(openai::models))
+                .route("/v1/transcriptions", web::get().to(history::list))
+                .route("/v1/transcriptions/{id}", web::get().to(history::get))
                 .route("/health/liveness", web::get().to(ops::liveness))
                 .route("/health/readiness", web::get().to(ops::readiness))
                 .route("/metrics", web::get().to(ops::metrics))

@@ -9,12 +9,12 @@ use futures::StreamExt;
 
 use super::body::{content_length, payload_error, too_large, Bodies};
 use super::errors::ApiResult;
-use super::peer;
 use super::transcribe::{response_format, transcript_response};
+use super::{auth, history, peer};
 use crate::engine::Permit;
 use crate::error::{bounded, quote, Error, Result, QUOTE_CHARS};
 use crate::events::RequestOptions;
-use crate::service::Service;
+use crate::service::{Origin, Service};
 use crate::whisper::Task;
 
 /// Text fields are short; this bounds what a client can make us buffer for them.
@@ -76,20 +76,21 @@ pub fn check_boundary(content_type: &str) -> Result<()> {
 /// What the form asked for.
 struct Form {
     audio: Option<(Vec<u8>, Option<String>)>,
+    /// The uploaded file's name, for the history.
+    filename: Option<String>,
     options: RequestOptions,
 }
 
 async fn read_form(multipart: &mut Multipart, limit: u64, bodies: &Bodies, permit: &mut Permit) -> Result<Form> {
-    let mut form = Form { audio: None, options: RequestOptions::default() };
+    let mut form = Form { audio: None, filename: None, options: RequestOptions::default() };
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(multipart_error)?;
         let name = field.name().unwrap_or_default().to_string();
         match name.as_str() {
             "file" => {
-                let hint = field
-                    .content_disposition()
-                    .and_then(|d| d.get_filename())
-                    .and_then(|f| f.rsplit_once('.').map(|(_, ext)| bounded(ext, 16)));
+                let filename = field.content_disposition().and_then(|d| d.get_filename()).map(|f| bounded(f, 256));
+                let hint = filename.as_deref().and_then(|f| f.rsplit_once('.').map(|(_, ext)| bounded(ext, 16)));
+                form.filename = filename;
                 form.audio = Some((read_field(&mut field, limit, "TINGXIE_MAX_BODY_BYTES", Some((bodies, permit))).await?, hint));
             }
             "timestamp_granularities[]" | "timestamp_granularities" => {
@@ -147,7 +148,8 @@ async fn audio_request(
     if content_length(&req).is_some_and(|len| len > limit + MAX_FIELD_BYTES) {
         return Err(too_large("the request body", limit, "TINGXIE_MAX_BODY_BYTES").into());
     }
-    let mut permit = service.engine.admit()?;
+    let tenant = auth::tenant(&req, &service)?;
+    let mut permit = service.admit(tenant)?;
     check_boundary(req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default())?;
     let mut multipart = Multipart::new(req.headers(), payload);
     let mut form = bodies.deadline().within(read_form(&mut multipart, limit, &bodies, &mut permit)).await?;
@@ -161,12 +163,19 @@ async fn audio_request(
     let format = response_format(&form.options)?;
     let (bytes, hint) = form.audio.ok_or_else(|| invalid("file", "the multipart body has no `file` field"))?;
     let work = service.work(&form.options)?;
-    let done = service.transcribe_bytes(&permit, bytes, hint, work, Some(peer::still_connected(&req))).await?;
+    let origin = Origin::upload(permit.tenant(), form.filename.as_deref());
+    if form.options.is_async() {
+        let service = service.into_inner();
+        let record = service.submit(permit, bytes, hint, work, origin, form.options.callback_url.clone()).await?;
+        return Ok(history::accepted(&record));
+    }
+    let done = service.transcribe_bytes(&permit, bytes, hint, work, Some(peer::still_connected(&req)), origin).await?;
     Ok(transcript_response(&done, format))
 }
 
 /// `GET /v1/models`: the catalog in OpenAI's list shape; the default model first.
-pub async fn models(service: web::Data<Service>) -> HttpResponse {
+pub async fn models(req: HttpRequest, service: web::Data<Service>) -> ApiResult<HttpResponse> {
+    auth::tenant(&req, &service)?;
     let default = service.catalog.default_name();
     let mut names: Vec<&std::sync::Arc<str>> = service.catalog.names().collect();
     names.sort_by_key(|n| *n != default);
@@ -174,5 +183,5 @@ pub async fn models(service: web::Data<Service>) -> HttpResponse {
         .into_iter()
         .map(|name| serde_json::json!({"id": &**name, "object": "model", "created": 0, "owned_by": "tingxie", "default": name == default}))
         .collect();
-    HttpResponse::Ok().json(serde_json::json!({"object": "list", "data": data}))
+    Ok(HttpResponse::Ok().json(serde_json::json!({"object": "list", "data": data})))
 }

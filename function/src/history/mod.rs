@@ -1,0 +1,295 @@
+//! The transcription history: one JSON record per transcription, kept as objects in the store
+//! `TINGXIE_HISTORY` names (a bucket prefix every replica shares, or a local folder), so it
+//! outlives pods and needs no database. A record is created when work starts and updated as it
+//! goes, each update conditional on the version read (two writers never lose each other's
+//! changes); a running record carries a lease its owner renews, and a record whose lease ran
+//! out is reported `interrupted`: its process died mid-job.
+//!
+//! Layout under the prefix: `records/TENANT/ID.json`, and for asynchronous jobs the
+//! transcript at `results/TENANT/ID.json`. Ids sort newest first.
+
+mod callback;
+mod record;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use tingxie_model_cache::CacheConfig;
+
+pub use callback::{sign, Callbacks};
+pub use record::{unix_now, Attempt, Failure, Record, Start, Status};
+
+use crate::error::{Error, Result};
+use crate::tenants::check_name;
+
+/// What a listing asks for.
+#[derive(Debug, Default, Clone)]
+pub struct Query {
+    /// Only records created at or after this time (Unix seconds).
+    pub since: Option<f64>,
+    pub status: Option<Status>,
+    /// Records per page (1-100).
+    pub limit: usize,
+    /// The id of the last record of the previous page.
+    pub after: Option<String>,
+}
+
+pub struct Page {
+    pub data: Vec<Record>,
+    pub has_more: bool,
+}
+
+pub struct History {
+    store: Arc<dyn ObjectStore>,
+    prefix: StorePath,
+    pub uri: String,
+    lease: Duration,
+    owner: String,
+}
+
+fn store_error(what: &str, e: object_store::Error) -> Error {
+    let retryable = !matches!(e, object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. });
+    Error::Store { message: format!("history {what}: {e}"), retryable }
+}
+
+/// The version a conditional update must find.
+fn version_of(e_tag: Option<String>, version: Option<String>) -> Option<UpdateVersion> {
+    (e_tag.is_some() || version.is_some()).then_some(UpdateVersion { e_tag, version })
+}
+
+impl History {
+    /// `location`: a URI prefix (`s3://bucket/history`) or a local folder, created if missing.
+    pub fn open(location: &str, cache: &CacheConfig, lease: Duration, owner: &str) -> Result<History> {
+        let uri = if location.contains("://") {
+            location.trim_end_matches('/').to_string()
+        } else {
+            std::fs::create_dir_all(location).map_err(|e| Error::io(location, e))?;
+            let dir = std::fs::canonicalize(location).map_err(|e| Error::io(location, e))?;
+            format!("file://{}", dir.display())
+        };
+        let (store, prefix) = tingxie_model_cache::open_store(&uri, cache)
+            .map_err(|e| Error::Store { message: format!("TINGXIE_HISTORY {uri}: {e}"), retryable: false })?;
+        Ok(History { store, prefix, uri, lease, owner: owner.to_string() })
+    }
+
+    /// The process name written into records (and claims).
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn path(&self, kind: &str, tenant: &str, id: &str) -> StorePath {
+        self.prefix.clone().join(kind).join(tenant).join(format!("{id}.json"))
+    }
+
+    /// Records the start of a transcription (queued or running) and returns its entry.
+    pub async fn begin(self: &Arc<Self>, start: Start) -> Result<Entry> {
+        let record = Record::new(start, &self.owner, self.lease);
+        let path = self.path("records", &record.tenant, &record.id);
+        let body = PutPayload::from(serde_json::to_vec(&record).expect("records serialise"));
+        let put = self.store.put_opts(&path, body, PutOptions { mode: PutMode::Create, ..Default::default() }).await;
+        let written = match put {
+            Ok(written) => written,
+            Err(object_store::Error::NotImplemented { .. }) => self
+                .store
+                .put(&path, PutPayload::from(serde_json::to_vec(&record).expect("records serialise")))
+                .await
+                .map_err(|e| store_error("write", e))?,
+            Err(e) => return Err(store_error("write", e)),
+        };
+        let version = version_of(written.e_tag, written.version);
+        Ok(Entry { history: self.clone(), path, state: tokio::sync::Mutex::new((record, version)) })
+    }
+
+    /// The record `id` of `tenant` (404 for another tenant's id), its transcript when it has
+    /// one stored. A record whose owner died is reported, and rewritten, as interrupted.
+    pub async fn get(&self, tenant: &str, id: &str) -> Result<(Record, Option<serde_json::Value>)> {
+        let missing =
+            || Error::NoSuchTranscription(format!("`{}` is not in the history of tenant `{tenant}`", crate::error::bounded(id, 80)));
+        if check_name(id).is_err() {
+            return Err(missing());
+        }
+        let path = self.path("records", tenant, id);
+        let (mut record, version) = match self.read(&path).await? {
+            Some(found) => found,
+            None => return Err(missing()),
+        };
+        if record.settle(unix_now()) {
+            // Best effort: a reader that loses the race reports the same state.
+            let _ = self.put_record(&path, &record, version).await;
+        }
+        let result = match record.status {
+            Status::Completed if record.asynchronous => self.read_json(&self.path("results", tenant, id)).await?,
+            _ => None,
+        };
+        Ok((record, result))
+    }
+
+    /// A page of `tenant`'s records, newest first.
+    pub async fn list(&self, tenant: &str, query: &Query) -> Result<Page> {
+        let folder = self.prefix.clone().join("records").join(tenant);
+        let mut ids: Vec<String> = self
+            .store
+            .list(Some(&folder))
+            .map_ok(|meta| meta.location.filename().unwrap_or_default().trim_end_matches(".json").to_string())
+            .try_collect()
+            .await
+            .map_err(|e| store_error("list", e))?;
+        // Stores do not promise an order: ids sort newest first.
+        ids.sort_unstable();
+        if let Some(after) = &query.after {
+            ids.retain(|id| id.as_str() > after.as_str());
+        }
+        if let Some(since) = query.since {
+            let bound = record::id_bound(since);
+            ids.retain(|id| id.as_str() <= bound.as_str());
+        }
+        let now = unix_now();
+        let mut data = Vec::new();
+        let mut rest = ids.into_iter();
+        for id in rest.by_ref() {
+            let Some((mut record, _)) = self.read(&self.path("records", tenant, &id)).await? else { continue };
+            record.settle(now);
+            let wanted = query.status.is_none_or(|s| s == record.status) && query.since.is_none_or(|s| record.created_at >= s);
+            if wanted {
+                data.push(record);
+                if data.len() == query.limit {
+                    break;
+                }
+            }
+        }
+        // More exist if any later id passes the filters; without a status filter, any id.
+        let has_more = match query.status {
+            None => rest.next().is_some(),
+            Some(status) => {
+                let mut more = false;
+                for id in rest {
+                    if let Some((mut record, _)) = self.read(&self.path("records", tenant, &id)).await? {
+                        record.settle(now);
+                        if record.status == status {
+                            more = true;
+                            break;
+                        }
+                    }
+                }
+                more
+            }
+        };
+        Ok(Page { data, has_more })
+    }
+
+    /// Writes `record` if the stored one is still `version` (any, when None); the new version.
+    /// A store without conditional updates (a local folder) is simply overwritten.
+    async fn put_record(
+        &self,
+        path: &StorePath,
+        record: &Record,
+        version: Option<UpdateVersion>,
+    ) -> std::result::Result<Option<UpdateVersion>, object_store::Error> {
+        let body = || PutPayload::from(serde_json::to_vec(record).expect("records serialise"));
+        let mode = version.map_or(PutMode::Overwrite, PutMode::Update);
+        let written = match self.store.put_opts(path, body(), PutOptions { mode, ..Default::default() }).await {
+            Err(object_store::Error::NotImplemented { .. }) => self.store.put(path, body()).await?,
+            other => other?,
+        };
+        Ok(version_of(written.e_tag, written.version))
+    }
+
+    async fn read(&self, path: &StorePath) -> Result<Option<(Record, Option<UpdateVersion>)>> {
+        let got = match self.store.get(path).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(store_error("read", e)),
+        };
+        let version = version_of(got.meta.e_tag.clone(), got.meta.version.clone());
+        let bytes = got.bytes().await.map_err(|e| store_error("read", e))?;
+        let record = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Store { message: format!("history record {path}: {e}"), retryable: false })?;
+        Ok(Some((record, version)))
+    }
+
+    async fn read_json(&self, path: &StorePath) -> Result<Option<serde_json::Value>> {
+        match self.store.get(path).await {
+            Ok(got) => {
+                let bytes = got.bytes().await.map_err(|e| store_error("read", e))?;
+                Ok(serde_json::from_slice(&bytes).ok())
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_error("read", e)),
+        }
+    }
+}
+
+/// A record this process is writing.
+pub struct Entry {
+    history: Arc<History>,
+    path: StorePath,
+    state: tokio::sync::Mutex<(Record, Option<UpdateVersion>)>,
+}
+
+impl Entry {
+    pub async fn id(&self) -> String {
+        self.state.lock().await.0.id.clone()
+    }
+
+    pub async fn record(&self) -> Record {
+        self.state.lock().await.0.clone()
+    }
+
+    /// Applies `change` and writes the record, conditional on the version last written; when
+    /// another writer got there first, its version is read and `change` applied to it.
+    pub async fn update(&self, change: impl Fn(&mut Record)) -> Result<()> {
+        let mut state = self.state.lock().await;
+        for _ in 0..8 {
+            let (record, version) = &mut *state;
+            change(record);
+            match self.history.put_record(&self.path, record, version.clone()).await {
+                Ok(written) => {
+                    *version = written;
+                    return Ok(());
+                }
+                Err(object_store::Error::Precondition { .. }) => match self.history.read(&self.path).await? {
+                    Some(current) => *state = current,
+                    None => *version = None,
+                },
+                Err(e) => return Err(store_error("write", e)),
+            }
+        }
+        Err(Error::Store { message: format!("history record {}: too many concurrent updates", self.path), retryable: true })
+    }
+
+    /// Runs `work`, renewing the record's lease every third of it until it ends.
+    pub async fn renewed_while<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        let lease = self.history.lease;
+        let renew = async {
+            let mut every = tokio::time::interval(lease / 3);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Err(e) = self.update(|r| r.lease_until = Some(unix_now() + lease.as_secs_f64())).await {
+                    tracing::warn!(error = %e, "could not renew a history record's lease");
+                }
+            }
+        };
+        tokio::select! {
+            out = work => out,
+            _ = renew => unreachable!("renewal never ends"),
+        }
+    }
+
+    /// Stores the transcript of an asynchronous job, to be fetched by id.
+    pub async fn put_result(&self, result: &serde_json::Value) -> Result<()> {
+        let (tenant, id) = {
+            let state = self.state.lock().await;
+            (state.0.tenant.clone(), state.0.id.clone())
+        };
+        let path = self.history.path("results", &tenant, &id);
+        self.history.store.put(&path, PutPayload::from(result.to_string().into_bytes())).await.map_err(|e| store_error("write", e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
