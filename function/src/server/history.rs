@@ -36,18 +36,22 @@ fn query(text: &str) -> Result<(Option<String>, Query)> {
     Ok((tenant, query))
 }
 
-pub async fn list(req: HttpRequest, service: web::Data<Service>) -> ApiResult<HttpResponse> {
-    let caller = auth::tenant(&req, &service)?;
-    let (asked, query) = query(req.query_string())?;
-    // A closed service shows each tenant its own history; an open one has no tenants to
-    // keep apart.
-    let tenant = match asked {
+/// The tenant whose history a request reads: the caller's own; on an open service (no
+/// tenants to keep apart) whichever `tenant` names.
+fn whose(req: &HttpRequest, service: &Service, asked: Option<String>) -> Result<std::sync::Arc<str>> {
+    let caller = auth::tenant(req, service)?;
+    match asked {
         Some(asked) if *asked != *caller.name && service.tenants.closed() => {
-            return Err(Error::TenantForbidden(format!("tenant `{}` may list only its own transcriptions", caller.name)).into())
+            Err(Error::TenantForbidden(format!("tenant `{}` may see only its own transcriptions", caller.name)))
         }
-        Some(asked) => service.tenants.named(&asked)?.name,
-        None => caller.name,
-    };
+        Some(asked) => Ok(service.tenants.named(&asked)?.name),
+        None => Ok(caller.name),
+    }
+}
+
+pub async fn list(req: HttpRequest, service: web::Data<Service>) -> ApiResult<HttpResponse> {
+    let (asked, query) = query(req.query_string())?;
+    let tenant = whose(&req, &service, asked)?;
     let page = service.history.list(&tenant, &query).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "object": "list",
@@ -58,9 +62,17 @@ pub async fn list(req: HttpRequest, service: web::Data<Service>) -> ApiResult<Ht
     })))
 }
 
+/// `GET /v1/transcriptions/{id}?tenant=`.
 pub async fn get(req: HttpRequest, id: web::Path<String>, service: web::Data<Service>) -> ApiResult<HttpResponse> {
-    let tenant = auth::tenant(&req, &service)?;
-    let (record, result) = service.history.get(&tenant.name, &id).await?;
+    let mut asked = None;
+    for (name, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        match &*name {
+            "tenant" => asked = Some(value.to_string()),
+            _ => return Err(Error::InvalidRequest(format!("unknown query parameter `{}`", bounded(&name, QUOTE_CHARS))).into()),
+        }
+    }
+    let tenant = whose(&req, &service, asked)?;
+    let (record, result) = service.history.get(&tenant, &id).await?;
     let mut body = serde_json::to_value(record).expect("records serialise");
     if let Some(result) = result {
         body["text"] = result["text"].clone();
