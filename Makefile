@@ -17,7 +17,7 @@ VAD ?= models/silero-vad
 VAD_REFERENCES ?= $(VAD)/faster-whisper
 AUDIO ?= $(SHARED)/fixtures/speech/s01.wav
 
-.PHONY: all build models venv test run transcribe bench bench-base bench-models bench-languages loadtest soak coldstart gpu-bundle fmt clippy licenses lint system system-test fuzz
+.PHONY: all build models venv test run transcribe bench bench-base bench-models bench-classes bench-languages loadtest soak coldstart gpu-bundle fmt clippy licenses lint system system-test fuzz
 
 all: build
 
@@ -123,6 +123,11 @@ bench-base: build models venv
 
 # A model switch (unload + load from the node cache) beside a cold start of the same model, and
 # the memory each loaded model holds: tiny.en and the multilingual base (BENCHMARKS.md "Models").
+# A priority tenant's latency while a batch tenant saturates the queue (issue 21).
+bench-classes: build models venv
+	$(VENV)/bin/python bench/classes.py --tingxie $(TARGET_DIR)/release/tingxie --model $(MODEL) \
+	  --speech $(SHARED)/fixtures/speech --threads $${THREADS:-2}
+
 bench-models: build models venv
 	$(VENV)/bin/python bench/model_switch.py --tingxie $(TARGET_DIR)/release/tingxie --model tiny=$(MODEL) --model base=$(BASE) \
 	  --audio $(AUDIO) --reps $${REPS:-5} --threads $${THREADS:-2}
