@@ -3,8 +3,9 @@ batch tenant saturates the queue, against its latency on an idle server, and aga
 requests sent by a second batch tenant (what they would wait without classes).
 
 One `tingxie serve` with three keyed tenants: `bulk` (batch) keeps TINGXIE_QUEUE_DEPTH + 1
-requests in flight (retrying 429s at once), `vip` (priority) and `peer` (batch) send one short
-request after another. Prints p50/p99 per phase and class, and the ratio the issue sets a target
+requests in flight (retrying a 429 after --retry-delay), `vip` (priority) and `peer` (batch) send
+one short request after another. How full the batch share of the queue was is sampled from
+/metrics meanwhile. Prints p50/p99 per phase and class, and the ratio the issue sets a target
 for (priority p99 loaded / unloaded <= 1.5).
 
     make bench-classes   (bench/classes.py --tingxie target/release/tingxie --model ... --speech ...)
@@ -64,9 +65,10 @@ def main():
     parser.add_argument("--speech", required=True, help="the corpus folder (../shared/fixtures/speech)")
     parser.add_argument("--probe", default="s01.wav", help="the short file vip and peer send")
     parser.add_argument("--load", default="s13.wav", help="the file bulk sends")
-    parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--queue-depth", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--retry-delay", type=float, default=0.2, help="seconds before bulk retries a 429")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="tingxie-classes-"))
@@ -102,11 +104,21 @@ def main():
                     bulk["done"].append(seconds)
                 elif status == 429:
                     bulk["refused"] += 1
-                    time.sleep(0.02)
+                    time.sleep(args.retry_delay)
                 else:
                     raise RuntimeError(f"bulk: status {status}")
 
+        held = []
+
+        def sample():
+            while not stop.is_set():
+                for line in requests.get(url + "/metrics", timeout=5).text.splitlines():
+                    if line.startswith("tingxie_queue_places_held "):
+                        held.append(float(line.split()[1]))
+                time.sleep(0.05)
+
         workers = [threading.Thread(target=saturate, daemon=True) for _ in range(args.queue_depth + 1)]
+        workers.append(threading.Thread(target=sample, daemon=True))
         for worker in workers:
             worker.start()
         time.sleep(3)
@@ -118,7 +130,9 @@ def main():
         results["bulk's own requests"] = bulk["done"]
 
         print(f"probe {args.probe}, load {args.load}, queue depth {args.queue_depth}, {args.threads} threads; "
-              f"bulk refused {bulk['refused']} times (429, retried)")
+              f"bulk refused {bulk['refused']} times (429, retried after {args.retry_delay} s); "
+              f"batch share ({args.queue_depth} places) full in {sum(h >= args.queue_depth for h in held) / len(held):.0%} "
+              f"of {len(held)} samples, mean places held {statistics.mean(held):.2f}")
         print("| phase | requests | p50 s | p99 s |")
         print("|---|---:|---:|---:|")
         for phase, values in results.items():

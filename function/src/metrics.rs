@@ -26,6 +26,7 @@ pub struct Metrics {
     pub class_queue_wait: HistogramVec,
     pub tenant_requests: IntCounterVec,
     pub history_errors: IntCounter,
+    pub preemptions: IntCounter,
     pub callbacks: IntCounterVec,
     pub compute: Histogram,
     pub audio_seconds: Counter,
@@ -109,6 +110,10 @@ impl Metrics {
                 "tingxie_tenant_requests_total",
                 "Requests by tenant (listed ones; others `unlisted`), class and outcome (admitted, limited).",
                 &["tenant", "class", "outcome"],
+            ),
+            preemptions: counter(
+                "tingxie_preemptions_total",
+                "Higher-class jobs computed inside a running lower-class job, between two of its steps.",
             ),
             history_errors: counter("tingxie_history_errors_total", "History records that could not be written."),
             callbacks: counter_vec(

@@ -107,6 +107,13 @@ def test_api_keys_name_the_tenant_and_wrong_or_missing_keys_get_401(keyed):
     assert metric(keyed, "tingxie_tenant_requests_total", tenant="alice", outcome="admitted", **{"class": "standard"}) == 1
 
 
+def alone_text(server, body):
+    """The transcript of `body` with nothing else on the engine."""
+    answer = post_wav(server, body, headers=bearer("vip"))
+    assert answer.status_code == 200, answer.text
+    return answer.json()["text"]
+
+
 def test_priority_work_is_computed_first_and_has_a_place_held_for_it(keyed):
     long_5min = (SPEECH / "long_5min.wav").read_bytes()
     long_90s = (SPEECH / "long_90s.wav").read_bytes()
@@ -141,26 +148,26 @@ def test_priority_work_is_computed_first_and_has_a_place_held_for_it(keyed):
         also_standard = post_wav(keyed, headers=bearer("other"))
         assert also_standard.status_code == 429 and also_standard.json()["error"]["code"] == "queue_full", also_standard.text
 
+        preempted = keyed.metric("tingxie_preemptions_total")
         waiting = pool.submit(timed, "vip", S01, "vip")
-        # The priority job joins bulk #2 in the queue while bulk #1 still computes.
-        wait_until(lambda: first.done() or keyed.metric("tingxie_queue_depth") == 2, 60, "the priority job queued")
-        assert not first.done(), "bulk #1 finished before the priority job was queued: nothing was tested"
         vip, bulk1, bulk2 = waiting.result(), first.result(), second.result()
 
     assert vip.status_code == 200 and vip.json()["text"] == reference_text("s01.wav"), vip.text
     assert bulk1.status_code == 200 and "product planning meeting" in bulk1.json()["text"], bulk1.text[:300]
     assert bulk2.status_code == 200 and "bicycle" in bulk2.json()["text"], bulk2.text[:300]
-    # The priority job overtook the batch job that had waited longer.
-    assert finished["bulk1"] < finished["vip"] < finished["bulk2"], finished
+    # The priority job went ahead of both batch jobs: computed between two decoding steps of
+    # the running one (which it did not wait for), before the one that had waited longer.
+    assert finished["vip"] < finished["bulk1"] < finished["bulk2"], finished
+    assert keyed.metric("tingxie_preemptions_total") == preempted + 1
     vip_wait = float(vip.headers["x-tingxie-queue-seconds"])
     bulk1_compute = float(bulk1.headers["x-tingxie-compute-seconds"])
-    bulk2_wait = float(bulk2.headers["x-tingxie-queue-seconds"])
-    assert vip_wait < bulk1_compute, (vip_wait, bulk1_compute)
-    assert bulk2_wait > vip_wait + float(vip.headers["x-tingxie-compute-seconds"]), (bulk2_wait, vip_wait)
+    assert vip_wait < min(2.0, bulk1_compute / 3), (vip_wait, bulk1_compute)
     assert metric(keyed, "tingxie_class_queue_wait_seconds_count", **{"class": "batch"}) == batch_waits + 2
     assert metric(keyed, "tingxie_class_queue_wait_seconds_count", **{"class": "priority"}) == priority_waits + 1
     assert metric(keyed, "tingxie_tenant_requests_total", tenant="vip", outcome="admitted", **{"class": "priority"}) == 1
     assert metric(keyed, "tingxie_tenant_requests_total", tenant="bulk", outcome="admitted", **{"class": "batch"}) == 2
+    # bulk #1's answer is whole and its own: the same text as when nothing cut in.
+    assert bulk1.json()["text"] == alone_text(keyed, long_5min)
 
 
 def test_tenant_limits_refuse_that_tenant_and_serve_others(keyed):

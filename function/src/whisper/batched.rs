@@ -102,6 +102,7 @@ impl<B: WhisperBackend> Transcriber<B> {
                     frames.extend_from_within(frames.len() - window..);
                 }
             }
+            super::preempt::point();
             let encoded = self.encode_windows(frames);
             let mut decoded = if together {
                 self.decode_windows(encoded, prompt, temperature, options, &settings, rng)

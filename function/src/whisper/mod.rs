@@ -7,6 +7,7 @@ pub mod config;
 pub mod decoding;
 pub mod mel;
 pub mod model;
+pub mod preempt;
 pub mod session;
 mod simd;
 mod speech;

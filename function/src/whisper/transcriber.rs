@@ -190,6 +190,7 @@ impl<B: WhisperBackend> Transcriber<B> {
         let mut seek = 0;
         while seek < content_frames {
             let window_frames = WINDOW_FRAMES.min(content_frames - seek);
+            super::preempt::point();
             let encoded = self.encode_windows(mel.window(seek, window_frames));
             let prompt = self.prompt(&all_tokens[prompt_reset_since..], sot_sequence, options);
             let result = self.decode_with_fallback(encoded, &prompt, options, rng, None);

@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 
 use super::rules::{log_softmax, LogitRules};
+use crate::whisper::preempt;
 
 /// One decoder step at a time over a batch of rows (hypotheses).
 pub trait StepModel {
@@ -71,6 +72,7 @@ pub fn greedy_rows(model: &mut dyn StepModel, start: u32, rows: usize, s: &Searc
     let mut live: Vec<usize> = (0..rows).collect();
     let mut inputs = vec![start; rows];
     for _ in 0..s.max_len {
+        preempt::point();
         let logits = model.step(&inputs);
         // Each row is a few passes over the vocabulary: scored in parallel.
         let picks: Vec<(u32, f32)> = logits.into_par_iter().zip(&live).map(|(l, &r)| argmax(&scores(s.rules, &tokens[r], l))).collect();
@@ -159,6 +161,7 @@ pub fn beam(model: &mut dyn StepModel, start: u32, beam_size: usize, patience: f
     let mut inputs = vec![start];
     let mut finished: Vec<Hypothesis> = Vec::new();
     for step in 0..s.max_len {
+        preempt::point();
         let logits = model.step(&inputs);
         let candidates = best_continuations(s.rules, &alive, logits, candidates_per_step);
         let last_step = step + 1 == s.max_len;
@@ -239,6 +242,7 @@ pub fn sample(model: &mut dyn StepModel, start: u32, candidates: usize, temperat
     let mut inputs = vec![start; candidates];
     let mut done: Vec<Hypothesis> = Vec::new();
     for _ in 0..s.max_len {
+        preempt::point();
         let logits = model.step(&inputs);
         let mut keep = Vec::new();
         for (slot, l) in logits.into_iter().enumerate() {

@@ -8,6 +8,7 @@ use super::layers::{FeedForward, LayerNorm};
 use crate::error::Result;
 use crate::whisper::backend::{upload, Rows, WhisperBackend};
 use crate::whisper::config::WhisperConfig;
+use crate::whisper::preempt;
 use crate::whisper::weights::TensorSource;
 
 #[derive(Debug, Clone)]
@@ -51,6 +52,8 @@ impl<B: WhisperBackend> Encoder<B> {
     pub fn forward(&self, mel: Tensor<B, 3>) -> Tensor<B, 3> {
         let mut x = B::conv_front(&self.conv1, &self.conv2, mel) + self.positions.clone().unsqueeze::<3>();
         for block in &self.blocks {
+            // An encoder pass is the longest stretch without a decoding step.
+            preempt::point();
             x = block.ffn.forward(block.attention.forward(x));
         }
         self.norm.forward(x)

@@ -2,13 +2,19 @@
 //! queue whose size a semaphore bounds. A handler takes a [`Permit`] *before* it reads a body,
 //! so a full queue costs the client one round trip and the server no memory.
 
-use std::collections::VecDeque;
+mod models;
+mod schedule;
+
+use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use models::{Loaded, Models};
+use schedule::Waiting;
 use tingxie_model_cache::{CacheConfig, LocalModel, ModelCache};
 use tokio::sync::{oneshot, watch};
 
@@ -22,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::startup::Phases;
 use crate::tenants::{Class, Tenant};
 use crate::transcript::Transcript;
+use crate::whisper::preempt::{self, Hook};
 use crate::whisper::DecodeOptions;
 
 /// A place in the engine's queue, the tenant it was admitted for, and what else the request
@@ -58,6 +65,12 @@ struct Places {
     held: Mutex<usize>,
     capacity: usize,
     reserved: usize,
+}
+
+/// The hook a lower-class job runs at its preemption points, and the time it lent.
+struct Preemption {
+    hook: Hook,
+    lent: Rc<Cell<Duration>>,
 }
 
 /// A transcript, the model that made it, and where the time went.
@@ -246,22 +259,12 @@ impl Engine {
         if !self.draining.load(Ordering::Acquire) {
             self.metrics.ready.set(1);
         }
-        // Jobs still in the channel are moved here first, so that a model with work queued is
-        // known and never unloaded.
-        let mut queued: VecDeque<Job> = VecDeque::new();
-        loop {
-            queued.extend(jobs.try_iter());
-            let Some(job) = self.next(&mut queued).or_else(|| jobs.recv().ok()) else { break };
+        let waiting = Waiting::new(jobs, self.aging);
+        while let Some(job) = waiting.next() {
             self.metrics.queue_depth.dec();
-            if job.reply.is_closed() || job.wanted.as_ref().is_some_and(|wanted| !wanted()) {
-                self.metrics.cancelled.inc();
-                let _ = job.reply.send(Err(Error::ClientGone("before its audio was transcribed".into())));
-                continue;
-            }
+            let Some(job) = self.still_wanted(job) else { continue };
             let queue_wait = job.enqueued.elapsed();
-            self.metrics.class_queue_wait.with_label_values(&[job.class.as_str()]).observe(queue_wait.as_secs_f64());
-            let waiting: Vec<&str> = queued.iter().map(|j| &*j.model).collect();
-            let model = match models.get(&self, &job.model, &waiting) {
+            let model = match models.get(&self, &job.model, &waiting.models()) {
                 Ok(model) => model,
                 Err(e) => {
                     tracing::error!(error = %e, model = %job.model, "cannot load the model");
@@ -274,46 +277,77 @@ impl Engine {
                 self.metrics.cancelled.inc();
                 continue;
             }
-            let started = Instant::now();
-            self.metrics.engine_busy.set(1);
-            self.metrics.model_requests.with_label_values(&[&*job.model]).inc();
-            let result = panic::catch_unwind(AssertUnwindSafe(|| model.transcribe(&job.samples, &job.options)))
-                .unwrap_or_else(|_| Err(Error::Device("the model panicked on this input".into())));
-            self.metrics.engine_busy.set(0);
-            let compute = started.elapsed();
-            self.record(&job.samples, queue_wait, compute);
-            self.count_kernels();
-            if let Ok(transcript) = &result {
-                tracing::info!(
-                    model = %job.model,
-                    language = %transcript.language,
-                    task = transcript.task.as_str(),
-                    audio_seconds = transcript.duration,
-                    queue_seconds = queue_wait.as_secs_f64(),
-                    compute_seconds = compute.as_secs_f64(),
-                    "transcribed"
-                );
-                // Bounded: languages are the model's codes, tasks two names.
-                self.metrics.transcriptions.with_label_values(&[transcript.language.as_str(), transcript.task.as_str()]).inc();
-            }
-            let _ = job.reply.send(result.map(|transcript| Done { id: None, model: job.model.clone(), transcript, queue_wait, compute }));
+            let preemption = (job.class < Class::Priority).then(|| self.preemption(&waiting, &model, &job));
+            self.compute(job, queue_wait, &model, preemption);
         }
     }
 
-    /// The waiting job to compute next: the highest class, a job climbing one class for every
-    /// `aging` it has waited (so batch work is never starved); the earliest among equals.
-    fn next(&self, queued: &mut VecDeque<Job>) -> Option<Job> {
-        let now = Instant::now();
-        let aging = self.aging.as_secs_f64().max(1e-3);
-        let standing = |job: &Job| job.class.rank() + now.duration_since(job.enqueued).as_secs_f64() / aging;
-        let mut best: Option<(usize, f64)> = None;
-        for (index, job) in queued.iter().enumerate() {
-            let score = standing(job);
-            if best.is_none_or(|(_, top)| score > top) {
-                best = Some((index, score));
-            }
+    /// The job, unless its client went away (answered, counted and dropped then).
+    fn still_wanted(&self, job: Job) -> Option<Job> {
+        if job.reply.is_closed() || job.wanted.as_ref().is_some_and(|wanted| !wanted()) {
+            self.metrics.cancelled.inc();
+            let _ = job.reply.send(Err(Error::ClientGone("before its audio was transcribed".into())));
+            return None;
         }
-        queued.remove(best?.0)
+        Some(job)
+    }
+
+    /// What `running` does at each of its preemption points: computes, there and then, the
+    /// waiting jobs of a higher class on the same model, so that a priority request waits for
+    /// one decoding step of batch work, not for all of it.
+    fn preemption(&self, waiting: &Rc<Waiting>, model: &Rc<AnyTranscriber>, running: &Job) -> Preemption {
+        let (engine, waiting, model) = (self.clone(), waiting.clone(), model.clone());
+        let (class, name) = (running.class, running.model.clone());
+        let lent = Rc::new(Cell::new(Duration::ZERO));
+        let lent_to_others = lent.clone();
+        let hook: Hook = Rc::new(move || {
+            while let Some(urgent) = waiting.urgent(class, &name) {
+                engine.metrics.queue_depth.dec();
+                let Some(urgent) = engine.still_wanted(urgent) else { continue };
+                engine.metrics.preemptions.inc();
+                let started = Instant::now();
+                let queue_wait = urgent.enqueued.elapsed();
+                engine.compute(urgent, queue_wait, &model, None);
+                engine.metrics.engine_busy.set(1);
+                lent_to_others.set(lent_to_others.get() + started.elapsed());
+            }
+        });
+        Preemption { hook, lent }
+    }
+
+    /// Transcribes `job` on `model` and answers it; `preemption` runs at its preemption points
+    /// (the time it lends to other jobs is not counted as this job's compute).
+    fn compute(&self, job: Job, queue_wait: Duration, model: &AnyTranscriber, preemption: Option<Preemption>) {
+        self.metrics.class_queue_wait.with_label_values(&[job.class.as_str()]).observe(queue_wait.as_secs_f64());
+        let started = Instant::now();
+        self.metrics.engine_busy.set(1);
+        self.metrics.model_requests.with_label_values(&[&*job.model]).inc();
+        let run = || model.transcribe(&job.samples, &job.options);
+        let lent = preemption.as_ref().map(|p| p.lent.clone());
+        let result = panic::catch_unwind(AssertUnwindSafe(|| match preemption {
+            Some(preemption) => preempt::with_hook(preemption.hook, run),
+            None => run(),
+        }))
+        .unwrap_or_else(|_| Err(Error::Device("the model panicked on this input".into())));
+        self.metrics.engine_busy.set(0);
+        let compute = started.elapsed().saturating_sub(lent.map_or(Duration::ZERO, |lent| lent.get()));
+        self.record(&job.samples, queue_wait, compute);
+        self.count_kernels();
+        if let Ok(transcript) = &result {
+            tracing::info!(
+                model = %job.model,
+                class = job.class.as_str(),
+                language = %transcript.language,
+                task = transcript.task.as_str(),
+                audio_seconds = transcript.duration,
+                queue_seconds = queue_wait.as_secs_f64(),
+                compute_seconds = compute.as_secs_f64(),
+                "transcribed"
+            );
+            // Bounded: languages are the model's codes, tasks two names.
+            self.metrics.transcriptions.with_label_values(&[transcript.language.as_str(), transcript.task.as_str()]).inc();
+        }
+        let _ = job.reply.send(result.map(|transcript| Done { id: None, model: job.model.clone(), transcript, queue_wait, compute }));
     }
 
     /// Brings the kernel counters up to CubeCL's counts (JIT backends only).
@@ -366,7 +400,7 @@ impl Engine {
             }
             self.count_kernels();
         }
-        Ok(Loaded { bytes: model.weight_bytes(), model, last_used: Instant::now(), _in_use: in_use })
+        Ok(Loaded { bytes: model.weight_bytes(), model: Rc::new(model), last_used: Instant::now(), _in_use: in_use })
     }
 
     /// `model` with Silero VAD from `vad` added; without it (a warning, and requests that need
@@ -398,90 +432,5 @@ impl Engine {
         self.metrics.cache_bytes.inc_by(local.bytes_downloaded);
         tracing::info!(model, cache = local.outcome.as_str(), bytes_downloaded = local.bytes_downloaded, "model resolved");
         Ok((local.path.clone(), Some(local)))
-    }
-}
-
-/// A model on the device.
-struct Loaded {
-    model: AnyTranscriber,
-    bytes: u64,
-    last_used: Instant,
-    /// Keeps the node cache from evicting the model's files while it is loaded.
-    _in_use: Option<LocalModel>,
-}
-
-/// The engine thread's models: loaded on first use, the least recently used idle one unloaded
-/// when the next would not fit in `TINGXIE_MODEL_MEMORY`.
-struct Models {
-    config: ServeConfig,
-    catalog: Arc<Catalog>,
-    loaded: Vec<(Arc<str>, Loaded)>,
-    /// Each model's weight bytes once it has been loaded: what making room for it must free.
-    sizes: std::collections::HashMap<Arc<str>, u64>,
-}
-
-impl Models {
-    fn new(config: &ServeConfig, catalog: Arc<Catalog>) -> Models {
-        Models { config: config.clone(), catalog, loaded: Vec::new(), sizes: Default::default() }
-    }
-
-    /// `name`, loaded if it is not; models named in `waiting` (queued work) stay loaded.
-    fn get(&mut self, engine: &Engine, name: &Arc<str>, waiting: &[&str]) -> Result<&AnyTranscriber> {
-        if !self.loaded.iter().any(|(n, _)| n == name) {
-            self.make_room(engine, name, waiting);
-            self.load(engine, name, None)?;
-            // A first load's size is known only now.
-            self.make_room(engine, name, waiting);
-        }
-        let (_, loaded) = self.loaded.iter_mut().find(|(n, _)| n == name).expect("loaded above");
-        loaded.last_used = Instant::now();
-        Ok(&loaded.model)
-    }
-
-    fn load(&mut self, engine: &Engine, name: &Arc<str>, phases: Option<&mut Phases>) -> Result<()> {
-        let uri = self.catalog.uri(name).ok_or_else(|| Error::Model(format!("`{name}` is not in the catalog")))?.to_string();
-        let started = Instant::now();
-        tracing::info!(model = %name, uri = %uri, "loading a model");
-        engine.loading.send_replace(Some(name.clone()));
-        let loaded = engine.load_model(&self.config, &uri, phases);
-        engine.loading.send_replace(None);
-        let loaded = loaded?;
-        let seconds = started.elapsed().as_secs_f64();
-        let m = &engine.metrics;
-        m.model_loads.with_label_values(&[&**name]).inc();
-        m.model_load_seconds.with_label_values(&[&**name]).observe(seconds);
-        m.model_resident_bytes.with_label_values(&[&**name]).set(loaded.bytes as i64);
-        tracing::info!(model = %name, seconds, bytes = loaded.bytes, "model loaded");
-        self.sizes.insert(name.clone(), loaded.bytes);
-        self.loaded.push((name.clone(), loaded));
-        Ok(())
-    }
-
-    /// Unloads least recently used idle models until `name` fits the budget beside the rest.
-    fn make_room(&mut self, engine: &Engine, name: &Arc<str>, waiting: &[&str]) {
-        let budget = self.config.model_memory;
-        let Some(&needed) = self.sizes.get(name) else { return };
-        loop {
-            let incoming = if self.loaded.iter().any(|(n, _)| n == name) { 0 } else { needed };
-            let total = self.loaded.iter().map(|(_, l)| l.bytes).sum::<u64>() + incoming;
-            if budget == 0 || total <= budget {
-                return;
-            }
-            let idle = self
-                .loaded
-                .iter()
-                .enumerate()
-                .filter(|(_, (n, _))| n != name && !waiting.contains(&&**n))
-                .min_by_key(|(_, (_, l))| l.last_used)
-                .map(|(i, _)| i);
-            let Some(index) = idle else {
-                tracing::warn!(model = %name, budget, total, "TINGXIE_MODEL_MEMORY is exceeded: every other model has work queued");
-                return;
-            };
-            let (gone, _) = self.loaded.remove(index);
-            engine.metrics.model_unloads.with_label_values(&[&*gone]).inc();
-            engine.metrics.model_resident_bytes.with_label_values(&[&*gone]).set(0);
-            tracing::info!(model = %gone, to_load = %name, budget, "unloaded the least recently used idle model");
-        }
     }
 }
