@@ -66,3 +66,60 @@ fn best(jobs: &VecDeque<Job>, aging: Duration, eligible: impl Fn(&Job) -> bool) 
     }
     best.map(|(index, _)| index)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::whisper::DecodeOptions;
+
+    fn job(model: &str, class: Class, waited: Duration) -> Job {
+        Job {
+            model: model.into(),
+            class,
+            samples: Vec::new(),
+            options: DecodeOptions::default(),
+            enqueued: Instant::now() - waited,
+            reply: tokio::sync::oneshot::channel().0,
+            wanted: None,
+        }
+    }
+
+    fn waiting(jobs: Vec<Job>) -> Rc<Waiting> {
+        let (sender, channel) = mpsc::channel();
+        for job in jobs {
+            sender.send(job).unwrap();
+        }
+        Waiting::new(channel, Duration::from_secs(1))
+    }
+
+    #[test]
+    fn higher_classes_go_first_and_waiting_lifts_a_job() {
+        let queue = waiting(vec![
+            job("tiny", Class::Batch, Duration::from_millis(200)),
+            job("tiny", Class::Standard, Duration::ZERO),
+            job("tiny", Class::Priority, Duration::ZERO),
+            job("tiny", Class::Batch, Duration::from_millis(2500)),
+        ]);
+        let order: Vec<(Class, u128)> = std::iter::from_fn(|| (!queue.models().is_empty()).then(|| queue.next()).flatten())
+            .map(|j| (j.class, j.enqueued.elapsed().as_millis() / 100))
+            .collect();
+        // 2.5 s of waiting (aging 1 s) lift a batch job above a fresh priority one (0 + 2.5 > 2).
+        assert_eq!(order, [(Class::Batch, 25), (Class::Priority, 0), (Class::Standard, 0), (Class::Batch, 2)]);
+    }
+
+    #[test]
+    fn only_a_higher_class_on_the_same_model_goes_ahead_of_a_running_job() {
+        let queue = waiting(vec![
+            job("tiny", Class::Batch, Duration::from_secs(5)),
+            job("base", Class::Priority, Duration::ZERO),
+            job("tiny", Class::Standard, Duration::ZERO),
+            job("tiny", Class::Priority, Duration::ZERO),
+        ]);
+        let first = queue.urgent(Class::Batch, "tiny").unwrap();
+        assert_eq!((&*first.model, first.class), ("tiny", Class::Priority));
+        assert_eq!(queue.urgent(Class::Batch, "tiny").unwrap().class, Class::Standard);
+        assert!(queue.urgent(Class::Batch, "tiny").is_none(), "a batch job, however old, does not preempt batch work");
+        assert!(queue.urgent(Class::Priority, "base").is_none(), "nothing goes ahead of priority work");
+        assert_eq!(queue.models().len(), 2);
+    }
+}
