@@ -845,3 +845,22 @@ def test_a_form_field_over_64_kib_names_the_field_limit(server):
     assert r.status_code == 413, r.text
     message = error_of(r)["message"]
     assert "TINGXIE_MAX_BODY_BYTES" not in message and ("64 KiB" in message or "65536" in message), message
+
+
+def test_a_multipart_body_ending_in_a_lone_cr_is_a_400_at_once(server):
+    """actix-multipart waits forever on a whole body whose last part ends in a lone CR (found by
+    fuzzing, FUZZING.md); the server answers 400 a second after the body arrived, not 408 after
+    the body deadline, and frees the queue place."""
+    body = b'--abcd\r\nContent-Disposition: form-data; name="language"\r\n\r\n\r'
+    head = {"Content-Type": "multipart/form-data; boundary=abcd"}
+    started = time.monotonic()
+    sock = start_request(server.port, "/v1/audio/transcriptions", head, len(body), body)
+    try:
+        answer = read_answer(sock, 20)
+    finally:
+        sock.close()
+    assert answer is not None and answer.status == 400, answer
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_request" and "closing boundary" in error["message"], error
+    assert time.monotonic() - started < 10, "answered only at the body deadline"
+    wait_until(lambda: server.metric("tingxie_queue_places_held") == 0, 10, "the place freed")

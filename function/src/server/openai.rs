@@ -73,6 +73,31 @@ pub fn check_boundary(content_type: &str) -> Result<()> {
     }
 }
 
+/// The body, and a signal once all of it has arrived.
+fn signalling_end(
+    payload: web::Payload,
+) -> (impl futures::Stream<Item = Result<bytes::Bytes, actix_web::error::PayloadError>> + 'static, tokio::sync::oneshot::Receiver<()>) {
+    let (ended, signal) = tokio::sync::oneshot::channel();
+    let mut ended = Some(ended);
+    let end = futures::stream::poll_fn(move |_| {
+        if let Some(ended) = ended.take() {
+            let _ = ended.send(());
+        }
+        std::task::Poll::Ready(None)
+    });
+    (payload.chain(end), signal)
+}
+
+/// Resolves a second after the whole body arrived. The form is read from memory by then, in
+/// microseconds; actix-multipart 0.7 instead waits forever for a body whose last part ends in a
+/// lone CR (found by fuzzing), which would otherwise be answered as a body timeout.
+async fn parser_stalled(ended: tokio::sync::oneshot::Receiver<()>) {
+    if ended.await.is_err() {
+        return std::future::pending().await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+}
+
 /// What the form asked for.
 struct Form {
     audio: Option<(Vec<u8>, Option<String>)>,
@@ -151,8 +176,15 @@ async fn audio_request(
     let tenant = auth::tenant(&req, &service)?;
     let mut permit = service.admit(tenant)?;
     check_boundary(req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default())?;
+    let (payload, ended) = signalling_end(payload);
     let mut multipart = Multipart::new(req.headers(), payload);
-    let mut form = bodies.deadline().within(read_form(&mut multipart, limit, &bodies, &mut permit)).await?;
+    let reading = bodies.deadline().within(read_form(&mut multipart, limit, &bodies, &mut permit));
+    let mut form = tokio::select! {
+        form = reading => form?,
+        () = parser_stalled(ended) => return Err(Error::InvalidRequest(
+            "the multipart body ends inside a part, without its closing boundary".into(),
+        ).into()),
+    };
     form.options.validate()?;
     if let Some(task) = task {
         if form.options.task.is_some() && form.options.task()? != task {

@@ -14,8 +14,8 @@ pub const KNOWN: &[Known] = &[Known {
     target: "multipart",
     pattern: "stall: the multipart stream",
     why: "actix-multipart 0.7.2 waits for more data, unwoken, when a complete body ends inside a \
-              field with a lone CR (`...name=l\\r\\n\\r\\n\\r`): the request holds its queue place \
-              until the body deadline and gets 408 instead of 400 at once.",
+              field with a lone CR (`...name=l\\r\\n\\r\\n\\r`); the server answers such a form 400 a \
+              second after its body arrived (server/openai.rs `parser_stalled`).",
 }];
 
 /// The known bug a failure message points at, if any.
