@@ -250,7 +250,9 @@ async fn run(a: RunArgs) -> Result<u8> {
     // The server: started here, or the given target.
     let mut spawned = None;
     let (base, watch) = if let Some(bin) = &a.spawn {
-        let mut env = vec![("TINGXIE_MODEL".to_string(), a.common.model.clone())];
+        // The run's history stays in its output folder, not in the working directory.
+        let history = out.join("history").display().to_string();
+        let mut env = vec![("TINGXIE_MODEL".to_string(), a.common.model.clone()), ("TINGXIE_HISTORY".to_string(), history)];
         if let Some(t) = a.common.threads {
             env.push(("TINGXIE_THREADS".into(), t.to_string()));
         }

@@ -216,7 +216,12 @@ fn tingxie_spawn(spec: &ColdSpec, cache: CacheMode, cache_dir: &std::path::Path,
         CacheMode::Local => spec.model_dir.display().to_string(),
         _ => spec.model_uri.clone().context("empty/warm cache runs need --model-uri")?,
     };
-    let mut env = vec![("TINGXIE_MODEL".to_string(), model), ("TINGXIE_CACHE_DIR".to_string(), cache_dir.display().to_string())];
+    let mut env = vec![
+        ("TINGXIE_MODEL".to_string(), model),
+        ("TINGXIE_CACHE_DIR".to_string(), cache_dir.display().to_string()),
+        // The run's history stays in its output folder, not in the working directory.
+        ("TINGXIE_HISTORY".to_string(), spec.out.join("history").display().to_string()),
+    ];
     if let Some(t) = spec.threads {
         env.push(("TINGXIE_THREADS".into(), t.to_string()));
     }
