@@ -171,6 +171,11 @@ impl ServeConfig {
         Duration::try_from_secs_f64(self.callback_backoff_seconds).unwrap_or(Duration::from_secs(1))
     }
 
+    /// The lease of claims and of running history records (never zero).
+    pub fn claim_lease(&self) -> Duration {
+        Duration::from_secs(self.claim_seconds.max(1))
+    }
+
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_seconds)
     }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 use tracing::Instrument;
@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::objects::{Claim, Location, Objects, OutputSet, Recorded, SourceVersion};
 use crate::output;
 use crate::tenants::{Tenant, Tenants};
+use crate::transcript::Transcript;
 use crate::whisper::{DecodeOptions, Task};
 
 /// What the engine is asked to do for a request: which model, with which options.
@@ -168,7 +169,7 @@ impl Service {
     ) -> Result<Done> {
         let entry = self.history.begin(origin.start(&work)).await?;
         let result = entry.renewed_while(self.compute(permit, bytes, hint, work, wanted)).await;
-        self.record_end(&entry, result.as_ref().map(|done| (done.transcript.language.as_str(), done.transcript.duration))).await;
+        self.record_end(&entry, result.as_ref().map(|done| &done.transcript)).await;
         let mut done = result?;
         done.id = Some(entry.id().await);
         Ok(done)
@@ -198,8 +199,12 @@ impl Service {
         tokio::spawn(
             async move {
                 let job = async {
-                    entry.update(|r| r.status = Status::Running).await?;
-                    entry.update(|r| r.started_at = Some(unix_now())).await?;
+                    entry
+                        .update(|r| {
+                            r.status = Status::Running;
+                            r.started_at = Some(unix_now());
+                        })
+                        .await?;
                     let done = service.compute(&permit, bytes, hint, work, None).await?;
                     let mut result = output::verbose_json(&done.transcript);
                     result["model"] = (&*done.model).into();
@@ -208,9 +213,7 @@ impl Service {
                 };
                 let result = entry.renewed_while(job).await;
                 drop(permit);
-                service
-                    .record_end(&entry, result.as_ref().map(|(done, _)| (done.transcript.language.as_str(), done.transcript.duration)))
-                    .await;
+                service.record_end(&entry, result.as_ref().map(|(done, _)| &done.transcript)).await;
                 if let Some(url) = callback_url {
                     let mut body = serde_json::to_value(entry.record().await).expect("records serialise");
                     if let Ok((_, transcript)) = result {
@@ -229,8 +232,10 @@ impl Service {
 
     /// Writes the end of a transcription into its record; a failure to write is logged (the
     /// transcript itself is not lost: the caller has it, or the store's outputs do).
-    async fn record_end(&self, entry: &Entry, outcome: std::result::Result<(&str, f64), &Error>) {
-        let outcome = outcome.map_err(|e| Failure { code: e.code().to_string(), message: bounded(&e.to_string(), 1024) });
+    async fn record_end(&self, entry: &Entry, outcome: std::result::Result<&Transcript, &Error>) {
+        let outcome = outcome
+            .map(|t| (t.language.as_str(), t.duration))
+            .map_err(|e| Failure { code: e.code().to_string(), message: bounded(&e.to_string(), 1024) });
         if let Err(e) = entry.update(|record| record.finish(outcome.clone())).await {
             self.metrics.history_errors.inc();
             tracing::warn!(error = %e, "could not record the end of a transcription in the history");
@@ -345,7 +350,7 @@ impl Service {
                 version.uri, version.size, self.config.max_body_bytes
             )));
         }
-        let lease = Duration::from_secs(self.config.claim_seconds.max(1));
+        let lease = self.config.claim_lease();
         let claim = match outputs.claim(&version, &self.instance, lease).await? {
             Claim::HeldElsewhere { age } => {
                 let renewed = age.as_secs_f64();
@@ -393,7 +398,7 @@ impl Service {
             Ok((record, done))
         };
         let result = entry.renewed_while(job).await;
-        self.record_end(&entry, result.as_ref().map(|(record, _)| (record.language.as_str(), record.duration))).await;
+        self.record_end(&entry, result.as_ref().map(|(_, done)| &done.transcript)).await;
         let (record, mut done) = result?;
         done.id = Some(entry.id().await);
         Ok((record, done))

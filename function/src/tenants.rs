@@ -234,7 +234,7 @@ impl Tenants {
             return self.named(name.trim()).map_err(|e| Error::Unauthorized(format!("the tenant header: {e}")));
         }
         if !self.closed() {
-            return Ok(self.unlisted_default());
+            return Ok(self.anonymous());
         }
         let Some(value) = authorization else {
             return Err(Error::Unauthorized("no API key: send `Authorization: Bearer KEY`".into()));
@@ -272,10 +272,6 @@ impl Tenants {
 
     /// The tenant of what nobody authenticated (events from the platform, an open service).
     pub fn anonymous(&self) -> Tenant {
-        self.unlisted_default()
-    }
-
-    fn unlisted_default(&self) -> Tenant {
         Tenant { name: DEFAULT_TENANT.into(), ..self.unlisted.clone() }
     }
 

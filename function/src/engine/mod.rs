@@ -1,6 +1,6 @@
 //! The engine: one thread owns the model and the device; async handlers reach it through a
-//! queue whose size a semaphore bounds. A handler takes a [`Permit`] *before* it reads a body,
-//! so a full queue costs the client one round trip and the server no memory.
+//! queue whose places ([`Permit`]s) are counted per class. A handler takes a permit *before* it
+//! reads a body, so a full queue costs the client one round trip and the server no memory.
 
 mod models;
 mod schedule;

@@ -55,6 +55,11 @@ fn store_error(what: &str, e: object_store::Error) -> Error {
     Error::Store { message: format!("history {what}: {e}"), retryable }
 }
 
+/// A write conditional on `version` (any version when the store gave none).
+fn update_mode(version: Option<UpdateVersion>) -> PutMode {
+    version.map_or(PutMode::Overwrite, PutMode::Update)
+}
+
 /// The version a conditional update must find.
 fn version_of(e_tag: Option<String>, version: Option<String>) -> Option<UpdateVersion> {
     (e_tag.is_some() || version.is_some()).then_some(UpdateVersion { e_tag, version })
@@ -88,18 +93,7 @@ impl History {
     pub async fn begin(self: &Arc<Self>, start: Start) -> Result<Entry> {
         let record = Record::new(start, &self.owner, self.lease);
         let path = self.path("records", &record.tenant, &record.id);
-        let body = PutPayload::from(serde_json::to_vec(&record).expect("records serialise"));
-        let put = self.store.put_opts(&path, body, PutOptions { mode: PutMode::Create, ..Default::default() }).await;
-        let written = match put {
-            Ok(written) => written,
-            Err(object_store::Error::NotImplemented { .. }) => self
-                .store
-                .put(&path, PutPayload::from(serde_json::to_vec(&record).expect("records serialise")))
-                .await
-                .map_err(|e| store_error("write", e))?,
-            Err(e) => return Err(store_error("write", e)),
-        };
-        let version = version_of(written.e_tag, written.version);
+        let version = self.put_record(&path, &record, PutMode::Create).await.map_err(|e| store_error("write", e))?;
         Ok(Entry { history: self.clone(), path, state: tokio::sync::Mutex::new((record, version)) })
     }
 
@@ -118,7 +112,7 @@ impl History {
         };
         if record.settle(unix_now()) {
             // Best effort: a reader that loses the race reports the same state.
-            let _ = self.put_record(&path, &record, version).await;
+            let _ = self.put_record(&path, &record, update_mode(version)).await;
         }
         let result = match record.status {
             Status::Completed if record.asynchronous => self.read_json(&self.path("results", tenant, id)).await?,
@@ -150,10 +144,7 @@ impl History {
         let mut data = Vec::new();
         let mut rest = ids.into_iter();
         for id in rest.by_ref() {
-            let Some((mut record, _)) = self.read(&self.path("records", tenant, &id)).await? else { continue };
-            record.settle(now);
-            let wanted = query.status.is_none_or(|s| s == record.status) && query.since.is_none_or(|s| record.created_at >= s);
-            if wanted {
+            if let Some(record) = self.listed(tenant, &id, query, now).await? {
                 data.push(record);
                 if data.len() == query.limit {
                     break;
@@ -163,15 +154,12 @@ impl History {
         // More exist if any later id passes the filters; without a status filter, any id.
         let has_more = match query.status {
             None => rest.next().is_some(),
-            Some(status) => {
+            Some(_) => {
                 let mut more = false;
                 for id in rest {
-                    if let Some((mut record, _)) = self.read(&self.path("records", tenant, &id)).await? {
-                        record.settle(now);
-                        if record.status == status {
-                            more = true;
-                            break;
-                        }
+                    if self.listed(tenant, &id, query, now).await?.is_some() {
+                        more = true;
+                        break;
                     }
                 }
                 more
@@ -180,16 +168,23 @@ impl History {
         Ok(Page { data, has_more })
     }
 
-    /// Writes `record` if the stored one is still `version` (any, when None); the new version.
-    /// A store without conditional updates (a local folder) is simply overwritten.
+    /// The record `id` of `tenant` as a listing at `now` shows it, if it passes the filters.
+    async fn listed(&self, tenant: &str, id: &str, query: &Query, now: f64) -> Result<Option<Record>> {
+        let Some((mut record, _)) = self.read(&self.path("records", tenant, id)).await? else { return Ok(None) };
+        record.settle(now);
+        let wanted = query.status.is_none_or(|s| s == record.status) && query.since.is_none_or(|s| record.created_at >= s);
+        Ok(wanted.then_some(record))
+    }
+
+    /// Writes `record` in `mode`, falling back to a plain overwrite on a store that lacks the
+    /// mode (a local folder has no conditional updates); the version written.
     async fn put_record(
         &self,
         path: &StorePath,
         record: &Record,
-        version: Option<UpdateVersion>,
+        mode: PutMode,
     ) -> std::result::Result<Option<UpdateVersion>, object_store::Error> {
         let body = || PutPayload::from(serde_json::to_vec(record).expect("records serialise"));
-        let mode = version.map_or(PutMode::Overwrite, PutMode::Update);
         let written = match self.store.put_opts(path, body(), PutOptions { mode, ..Default::default() }).await {
             Err(object_store::Error::NotImplemented { .. }) => self.store.put(path, body()).await?,
             other => other?,
@@ -197,28 +192,26 @@ impl History {
         Ok(version_of(written.e_tag, written.version))
     }
 
-    async fn read(&self, path: &StorePath) -> Result<Option<(Record, Option<UpdateVersion>)>> {
+    /// An object's bytes and version; None when there is none.
+    async fn fetch(&self, path: &StorePath) -> Result<Option<(bytes::Bytes, Option<UpdateVersion>)>> {
         let got = match self.store.get(path).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(store_error("read", e)),
         };
         let version = version_of(got.meta.e_tag.clone(), got.meta.version.clone());
-        let bytes = got.bytes().await.map_err(|e| store_error("read", e))?;
+        Ok(Some((got.bytes().await.map_err(|e| store_error("read", e))?, version)))
+    }
+
+    async fn read(&self, path: &StorePath) -> Result<Option<(Record, Option<UpdateVersion>)>> {
+        let Some((bytes, version)) = self.fetch(path).await? else { return Ok(None) };
         let record = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Store { message: format!("history record {path}: {e}"), retryable: false })?;
         Ok(Some((record, version)))
     }
 
     async fn read_json(&self, path: &StorePath) -> Result<Option<serde_json::Value>> {
-        match self.store.get(path).await {
-            Ok(got) => {
-                let bytes = got.bytes().await.map_err(|e| store_error("read", e))?;
-                Ok(serde_json::from_slice(&bytes).ok())
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(store_error("read", e)),
-        }
+        Ok(self.fetch(path).await?.and_then(|(bytes, _)| serde_json::from_slice(&bytes).ok()))
     }
 }
 
@@ -245,7 +238,7 @@ impl Entry {
         for _ in 0..8 {
             let (record, version) = &mut *state;
             change(record);
-            match self.history.put_record(&self.path, record, version.clone()).await {
+            match self.history.put_record(&self.path, record, update_mode(version.clone())).await {
                 Ok(written) => {
                     *version = written;
                     return Ok(());

@@ -54,8 +54,7 @@ pub fn serve(config: ServeConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let lease = std::time::Duration::from_secs(config.claim_seconds.max(1));
-    let history = match History::open(&config.history, &CacheConfig::from_env(), lease, &instance_name()) {
+    let history = match History::open(&config.history, &CacheConfig::from_env(), config.claim_lease(), &instance_name()) {
         Ok(history) => history,
         Err(e) => {
             tracing::error!(error = %e, "cannot open the history (TINGXIE_HISTORY)");
