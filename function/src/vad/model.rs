@@ -240,8 +240,10 @@ impl LstmState {
 }
 
 /// A dot product in eight lanes, which the compiler turns into vector multiply-adds (a plain
-/// sum must keep its order and stays scalar).
+/// sum must keep its order and stays scalar). Its operands are LSTM rows: whole lanes only.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const { assert!(HIDDEN.is_multiple_of(8)) };
+    debug_assert_eq!(a.len(), b.len());
     let mut lanes = [0.0f32; 8];
     for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
         for k in 0..8 {
