@@ -72,6 +72,11 @@ pub struct ServeConfig {
     /// first read; past it the request gets 408 and frees its queue place.
     #[arg(long, env = "TINGXIE_BODY_TIMEOUT_SECONDS", default_value_t = 30)]
     pub body_timeout_seconds: u64,
+    /// Seconds a stored source (an object, a local file) has to be read whole; past them the
+    /// job fails (504-like 503, retryable) and frees its queue place: a hung mount or a store
+    /// that never answers cannot hold a place for ever.
+    #[arg(long, env = "TINGXIE_SOURCE_TIMEOUT_SECONDS", default_value_t = 300)]
+    pub source_timeout_seconds: u64,
     /// Bytes that all request bodies held in memory may take together, JSON bodies counted
     /// twice (parsing holds a second copy); 429 past it. Never less than one largest event,
     /// read and parsed (twice the event body limit).
@@ -102,6 +107,23 @@ pub struct ServeConfig {
     /// With keys or this header configured, requests without either get 401.
     #[arg(long, env = "TINGXIE_TENANT_HEADER", default_value = "")]
     pub tenant_header: String,
+    /// Knative Eventing's OIDC issuer (`authentication-oidc`): with it set, a delivery to `POST /`
+    /// whose `Authorization: Bearer JWT` is signed by this issuer for TINGXIE_OIDC_AUDIENCE is
+    /// the platform's, and may name its tenant (`ce-tenant`, a mapped bucket). Empty: off.
+    #[arg(long, env = "TINGXIE_OIDC_ISSUER", default_value = "")]
+    pub oidc_issuer: String,
+    /// The audience Knative puts in tokens for this sink (its `status.address.audience`).
+    #[arg(long, env = "TINGXIE_OIDC_AUDIENCE", default_value = "")]
+    pub oidc_audience: String,
+    /// The issuer's public keys: a JWKS file (a mounted ConfigMap) or an `https://` URL.
+    /// Empty: `{TINGXIE_OIDC_ISSUER}/openid/v1/jwks`, where Kubernetes serves them.
+    #[arg(long, env = "TINGXIE_OIDC_JWKS", default_value = "")]
+    pub oidc_jwks: String,
+    /// Key of the HMAC-SHA256 signature on transcript records (`NAME.json`), by which a
+    /// redelivery recognises the service's own records; set it from a Secret shared by every
+    /// replica. Empty: a random key kept in TINGXIE_HISTORY (created once, shared through it).
+    #[arg(long, env = "TINGXIE_RECORD_KEY", default_value = "", hide_env_values = true)]
+    pub record_key: String,
     /// Queue places only the priority class may take, so that a queue full of other work still
     /// admits it; applied when a tenant of that class exists.
     #[arg(long, env = "TINGXIE_PRIORITY_PLACES", default_value_t = 1)]

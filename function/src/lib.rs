@@ -11,6 +11,7 @@ pub mod history;
 pub mod kernels;
 pub mod metrics;
 pub mod objects;
+pub mod oidc;
 pub mod output;
 pub mod server;
 pub mod service;

@@ -18,6 +18,7 @@ use crate::events::{ObjectRef, RequestOptions};
 use crate::history::{unix_now, Callbacks, Entry, Failure, History, Record, Start, Status};
 use crate::metrics::Metrics;
 use crate::objects::{Claim, Location, Objects, OutputSet, Recorded, SourceVersion};
+use crate::oidc::OidcVerifier;
 use crate::output;
 use crate::tenants::{Tenant, Tenants};
 use crate::transcript::Transcript;
@@ -84,8 +85,12 @@ pub struct Service {
     pub objects: Objects,
     pub metrics: Arc<Metrics>,
     pub tenants: Tenants,
+    /// Verifies the platform's tokens on `POST /` (TINGXIE_OIDC_ISSUER); None when off.
+    pub oidc: Option<OidcVerifier>,
     pub history: Arc<History>,
     callbacks: Callbacks,
+    /// Signs transcript records (TINGXIE_RECORD_KEY, else the history's), read once.
+    record_key: tokio::sync::OnceCell<Vec<u8>>,
     /// In-process single flight: concurrent deliveries of one object version share one run.
     flights: Mutex<HashMap<String, Flight>>,
     /// Names this process in claims (`NAME.claim`) on source versions.
@@ -100,6 +105,7 @@ impl Service {
         objects: Objects,
         metrics: Arc<Metrics>,
         tenants: Tenants,
+        oidc: Option<OidcVerifier>,
         history: History,
     ) -> Service {
         let callbacks = Callbacks::new(&config);
@@ -111,8 +117,10 @@ impl Service {
             objects,
             metrics,
             tenants,
+            oidc,
             history: Arc::new(history),
             callbacks,
+            record_key: tokio::sync::OnceCell::new(),
             flights: Mutex::new(HashMap::new()),
             instance,
         }
@@ -167,12 +175,40 @@ impl Service {
         wanted: Option<StillWanted>,
         origin: Origin,
     ) -> Result<Done> {
-        let entry = self.history.begin(origin.start(&work)).await?;
-        let result = entry.renewed_while(self.compute(permit, bytes, hint, work, wanted)).await;
-        self.record_end(&entry, result.as_ref().map(|done| &done.transcript)).await;
+        let entry = self.begin_record(origin.start(&work)).await;
+        let result = self.recorded(entry.as_ref(), self.compute(permit, bytes, hint, work, wanted), |done| &done.transcript).await;
         let mut done = result?;
-        done.id = Some(entry.id().await);
+        if let Some(entry) = &entry {
+            done.id = Some(entry.id().await);
+        }
         Ok(done)
+    }
+
+    /// Runs `work` with its history record (if any) renewed meanwhile, and records its end.
+    async fn recorded<T>(
+        &self,
+        entry: Option<&Entry>,
+        work: impl std::future::Future<Output = Result<T>>,
+        transcript: impl Fn(&T) -> &Transcript,
+    ) -> Result<T> {
+        let Some(entry) = entry else { return work.await };
+        let result = entry.renewed_while(work).await;
+        self.record_end(entry, result.as_ref().map(transcript)).await;
+        result
+    }
+
+    /// The history record of a synchronous transcription. A history outage does not block
+    /// one (the caller gets its transcript, without an id; the outage is logged and counted);
+    /// asynchronous jobs, whose record is their state, do need it.
+    async fn begin_record(&self, start: Start) -> Option<Entry> {
+        match self.history.begin(start).await {
+            Ok(entry) => Some(entry),
+            Err(e) => {
+                self.metrics.history_errors.inc();
+                tracing::warn!(error = %e, "the history is unavailable: transcribing without a record");
+                None
+            }
+        }
     }
 
     /// An asynchronous job: recorded as queued and answered at once; the work runs in its own
@@ -268,6 +304,11 @@ impl Service {
         permit: Arc<Permit>,
         tenant: &Tenant,
     ) -> Result<ObjectOutcome> {
+        // The tenant's own data first (its line in TINGXIE_TENANTS), then the global lists.
+        self.tenants.may_read(tenant, &obj.uri, &obj.bucket)?;
+        if let Some(output) = requested.output.as_deref().filter(|o| !o.trim().is_empty()) {
+            self.tenants.may_write(tenant, output)?;
+        }
         let (source, admitted) = self.objects.source(obj)?;
         let Some(mut outputs) = self.objects.outputs_for(obj, admitted, requested.output.as_deref())? else {
             return Ok(ObjectOutcome::Ignored(format!("{} is a transcript output", obj.uri)));
@@ -331,7 +372,8 @@ impl Service {
         origin: Origin,
     ) -> Result<Completed> {
         let started = Instant::now();
-        if let Some(record) = outputs.existing(&version).await? {
+        let key = self.record_key().await?;
+        if let Some(record) = outputs.existing(&version, key).await? {
             self.metrics.duplicates_skipped.inc();
             tracing::info!(source = %version.uri, "transcript exists for this version; not transcribing again");
             return Ok(Completed {
@@ -379,6 +421,20 @@ impl Service {
         })
     }
 
+    /// The key of record signatures: TINGXIE_RECORD_KEY, else the one kept in the history.
+    async fn record_key(&self) -> Result<&[u8]> {
+        let key = self
+            .record_key
+            .get_or_try_init(|| async {
+                match self.config.record_key.as_bytes() {
+                    [] => self.history.record_key().await,
+                    configured => Ok(configured.to_vec()),
+                }
+            })
+            .await?;
+        Ok(key)
+    }
+
     async fn transcribe_source(
         &self,
         permit: &Permit,
@@ -388,19 +444,19 @@ impl Service {
         work: Work,
         start: Start,
     ) -> Result<(Recorded, Done)> {
-        let entry = self.history.begin(start).await?;
+        let entry = self.begin_record(start).await;
         // Stored objects are finished even if the deliverer gives up: a redelivery finds them.
         let job = async {
             let bytes = self.objects.read(source, self.config.max_body_bytes).await?;
             let hint = source.path.extension().map(str::to_string);
             let done = self.compute(permit, bytes, hint, work, None).await?;
-            let record = outputs.write(&done.transcript, version, &done.model).await?;
+            let record = outputs.write(&done.transcript, version, &done.model, self.record_key().await?).await?;
             Ok((record, done))
         };
-        let result = entry.renewed_while(job).await;
-        self.record_end(&entry, result.as_ref().map(|(_, done)| &done.transcript)).await;
-        let (record, mut done) = result?;
-        done.id = Some(entry.id().await);
+        let (record, mut done) = self.recorded(entry.as_ref(), job, |(_, done)| &done.transcript).await?;
+        if let Some(entry) = &entry {
+            done.id = Some(entry.id().await);
+        }
         Ok((record, done))
     }
 }

@@ -4,15 +4,20 @@
 //! (`TINGXIE_TENANT_HEADER`), or for events from their `tenant` attribute or their bucket.
 //! Without a tenants file and a header the service is open: every request is `default`.
 //!
-//! The file, one tenant per line (`#` starts a comment; `*` sets the class and limits of
-//! tenants named by a header or an event but not listed):
+//! The file, one tenant per line (`#` starts a comment; `*` sets the class, limits and data of
+//! tenants named by a header or an event but not listed, and of anonymous events):
 //!
 //! ```text
-//! # name     class     keys and limits
-//! radiology  priority  key=sha256:9f86d081... queued=2 rpm=120 bucket=radiology-uploads
-//! research   batch     key=sha256:60303ae2... queued=3
+//! # name     class     keys, limits and data
+//! radiology  priority  key=sha256:9f86d081... queued=2 rpm=120 bucket=radiology-uploads output=s3://reports/radiology/
+//! research   batch     key=sha256:60303ae2... queued=3 source=s3://shared/research/
 //! *          standard  rpm=30
 //! ```
+//!
+//! On a closed service a tenant reads only sources under its `source=` prefixes or in its
+//! `bucket=` buckets (and under `TINGXIE_ALLOWED_SOURCES`), and a request's own `output` only
+//! under its `output=` prefixes (and `TINGXIE_ALLOWED_OUTPUTS`): its line says what it may
+//! name, nothing else. An open service has no tenants to keep apart: the global lists rule.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -20,7 +25,13 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{quote, Error, Result};
+use crate::error::{bounded, quote, Error, Result};
+use crate::objects::AllowList;
+
+/// The window of `rpm=` limits.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// Usage entries of tenants not listed kept before idle ones are swept.
+const USAGE_SLACK: usize = 64;
 
 /// The tenant of requests when the service is open.
 pub const DEFAULT_TENANT: &str = "default";
@@ -108,10 +119,18 @@ pub fn check_name(name: &str) -> Result<()> {
     }
 }
 
+/// What a tenant's data is: where it may read and where its requests may write.
+#[derive(Debug, Clone, Default)]
+struct Scope {
+    buckets: Vec<String>,
+    sources: AllowList,
+    outputs: AllowList,
+}
+
 #[derive(Debug, Clone)]
 struct Listed {
     tenant: Tenant,
-    buckets: Vec<String>,
+    scope: Scope,
 }
 
 /// What each tenant holds and has asked for lately.
@@ -124,14 +143,30 @@ struct Usage {
 pub struct Tenants {
     listed: HashMap<Arc<str>, Listed>,
     by_key: HashMap<[u8; 32], Arc<str>>,
-    /// Class and limits of tenants not listed.
+    /// Class, limits and data of tenants not listed (the `*` line).
     unlisted: Tenant,
+    unlisted_scope: Scope,
     header: Option<String>,
     usage: Arc<Mutex<HashMap<Arc<str>, Usage>>>,
 }
 
 fn invalid(line: usize, reason: String) -> Error {
     Error::Model(format!("TINGXIE_TENANTS line {line}: {reason}"))
+}
+
+/// A `source=` or `output=` value: a URI prefix, or `*` for whatever the global list admits.
+fn parse_prefix(line: usize, field: &str, value: &str) -> Result<String> {
+    let ok = value == "*" || value.split_once("://").is_some_and(|(scheme, rest)| !scheme.is_empty() && !rest.is_empty());
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(invalid(line, format!("{field}={} is not a URI prefix (s3://bucket/folder/) or *", quote(value))))
+    }
+}
+
+/// Whether `uri` is under a prefix of `list`, with `*` standing for anything.
+fn under(list: &AllowList, uri: &str) -> bool {
+    list.admits(uri).is_some()
 }
 
 fn sha256(text: &str) -> [u8; 32] {
@@ -166,16 +201,21 @@ impl Tenants {
     }
 
     pub fn parse(text: &str, header: Option<String>) -> Result<Tenants> {
-        let mut tenants =
-            Tenants { listed: HashMap::new(), by_key: HashMap::new(), unlisted: Tenant::open(), header, usage: Default::default() };
+        let mut tenants = Tenants {
+            listed: HashMap::new(),
+            by_key: HashMap::new(),
+            unlisted: Tenant::open(),
+            unlisted_scope: Scope::default(),
+            header,
+            usage: Default::default(),
+        };
         for (index, line) in text.lines().enumerate() {
             let number = index + 1;
             let mut words = line.split('#').next().unwrap_or("").split_whitespace();
             let Some(name) = words.next() else { continue };
             let class: Class = words.next().ok_or_else(|| invalid(number, format!("`{name}` has no class")))?.parse()?;
             let mut tenant = Tenant { name: name.into(), class, limits: Limits::default(), listed: name != "*" };
-            let mut buckets = Vec::new();
-            let mut keys = Vec::new();
+            let (mut buckets, mut sources, mut outputs, mut keys) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for word in words {
                 let (field, value) = word.split_once('=').ok_or_else(|| invalid(number, format!("{} is not FIELD=VALUE", quote(word))))?;
                 let count =
@@ -184,13 +224,17 @@ impl Tenants {
                     "key" => keys.push(parse_hash(number, value)?),
                     "queued" => tenant.limits.queued = Some(count()?.max(1)),
                     "rpm" => tenant.limits.per_minute = Some(count()?.max(1)),
-                    "bucket" => buckets.push(value.to_string()),
-                    _ => return Err(invalid(number, format!("unknown field {} (key, queued, rpm, bucket)", quote(field)))),
+                    "bucket" if !value.is_empty() => buckets.push(value.to_string()),
+                    "source" => sources.push(parse_prefix(number, field, value)?),
+                    "output" => outputs.push(parse_prefix(number, field, value)?),
+                    _ => return Err(invalid(number, format!("unknown field {} (key, queued, rpm, bucket, source, output)", quote(field)))),
                 }
             }
+            let scope = Scope { buckets, sources: AllowList::new(&sources), outputs: AllowList::new(&outputs) };
             if name == "*" {
                 tenant.name = DEFAULT_TENANT.into();
                 tenants.unlisted = tenant;
+                tenants.unlisted_scope = scope;
                 continue;
             }
             check_name(name).map_err(|e| invalid(number, e.to_string()))?;
@@ -199,7 +243,7 @@ impl Tenants {
                     return Err(invalid(number, "a key is listed twice".into()));
                 }
             }
-            if tenants.listed.insert(tenant.name.clone(), Listed { tenant, buckets }).is_some() {
+            if tenants.listed.insert(tenant.name.clone(), Listed { tenant, scope }).is_some() {
                 return Err(invalid(number, format!("`{name}` is listed twice")));
             }
         }
@@ -229,9 +273,20 @@ impl Tenants {
     /// (the mesh authenticated the caller), else the API key of `Authorization: Bearer KEY`.
     /// 401 (Unauthorized) for a wrong key, or for none when the service is closed; an open
     /// service ignores keys (OpenAI clients always send one).
+    ///
+    /// Beside the header, a bearer value that is a JWT is the mesh's (it made the header from
+    /// it); any other must be a valid key of the same tenant, or the request is refused.
     pub fn identify(&self, authorization: Option<&str>, trusted: Option<&str>) -> Result<Tenant> {
         if let Some(name) = trusted.filter(|_| self.header.is_some()) {
-            return self.named(name.trim()).map_err(|e| Error::Unauthorized(format!("the tenant header: {e}")));
+            let tenant = self.named(name.trim()).map_err(|e| Error::Unauthorized(format!("the tenant header: {e}")))?;
+            let key = authorization.and_then(bearer).filter(|k| !self.by_key.is_empty() && !crate::oidc::looks_like_jwt(k));
+            return match key.map(|k| self.by_key.get(&sha256(k))) {
+                Some(None) => Err(Error::Unauthorized("the API key beside the tenant header is not valid".into())),
+                Some(Some(named)) if *named != tenant.name => {
+                    Err(Error::Unauthorized("the API key and the tenant header name different tenants".into()))
+                }
+                _ => Ok(tenant),
+            };
         }
         if !self.closed() {
             return Ok(self.anonymous());
@@ -239,16 +294,16 @@ impl Tenants {
         let Some(value) = authorization else {
             return Err(Error::Unauthorized("no API key: send `Authorization: Bearer KEY`".into()));
         };
-        let key = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| Error::Unauthorized("the Authorization header is not `Bearer KEY`".into()))?;
+        let key = bearer(value).ok_or_else(|| Error::Unauthorized("the Authorization header is not `Bearer KEY`".into()))?;
         match self.by_key.get(&sha256(key)) {
             Some(name) => self.named(name),
             None => Err(Error::Unauthorized("the API key is not valid".into())),
         }
+    }
+
+    /// True when `value` (an `Authorization` header) holds one of the configured keys.
+    pub fn is_key(&self, value: &str) -> bool {
+        bearer(value).is_some_and(|key| self.by_key.contains_key(&sha256(key)))
     }
 
     /// The name of the header a mesh sets, if one is trusted.
@@ -257,13 +312,24 @@ impl Tenants {
     }
 
     /// The tenant of an event: its `tenant` attribute, else the tenant its bucket is mapped
-    /// to, else the tenant its delivery was made for.
-    pub fn for_event(&self, attribute: Option<&str>, bucket: Option<&str>, delivery: &Tenant) -> Result<Tenant> {
-        if let Some(name) = attribute {
-            return self.named(name.trim());
+    /// to, else the tenant its delivery was made for. Only a verified platform sender
+    /// (`may_name_any`) may name a tenant the file does not list: an anonymous one could
+    /// otherwise make up names without end.
+    pub fn for_event(&self, attribute: Option<&str>, bucket: Option<&str>, delivery: &Tenant, may_name_any: bool) -> Result<Tenant> {
+        if let Some(name) = attribute.map(str::trim) {
+            if !may_name_any && !self.listed.contains_key(name) {
+                return Err(Error::InvalidArgument {
+                    field: "tenant",
+                    reason: format!(
+                        "{} is not listed in TINGXIE_TENANTS; only a sender verified as the platform (TINGXIE_OIDC_ISSUER) may name other tenants",
+                        quote(name)
+                    ),
+                });
+            }
+            return self.named(name);
         }
         if let Some(bucket) = bucket {
-            if let Some(listed) = self.listed.values().find(|l| l.buckets.iter().any(|b| b == bucket)) {
+            if let Some(listed) = self.listed.values().find(|l| l.scope.buckets.iter().any(|b| b == bucket)) {
                 return Ok(listed.tenant.clone());
             }
         }
@@ -275,11 +341,47 @@ impl Tenants {
         Tenant { name: DEFAULT_TENANT.into(), ..self.unlisted.clone() }
     }
 
+    fn scope(&self, tenant: &Tenant) -> &Scope {
+        self.listed.get(&tenant.name).map_or(&self.unlisted_scope, |l| &l.scope)
+    }
+
+    /// Whether `tenant` may read the object `uri` in `bucket` (403 naming the tenant if not).
+    /// The global allow-list is checked besides, by the object layer.
+    pub fn may_read(&self, tenant: &Tenant, uri: &str, bucket: &str) -> Result<()> {
+        let scope = self.scope(tenant);
+        if !self.closed() || under(&scope.sources, uri) || (!bucket.is_empty() && scope.buckets.iter().any(|b| b == bucket)) {
+            return Ok(());
+        }
+        Err(Error::Forbidden(format!(
+            "tenant `{}` may not read {}: it is not under the tenant's source= or bucket= in TINGXIE_TENANTS",
+            tenant.name,
+            quote(&bounded(uri, 256))
+        )))
+    }
+
+    /// Whether a request of `tenant` may name `output` as where its transcripts go.
+    pub fn may_write(&self, tenant: &Tenant, output: &str) -> Result<()> {
+        let prefix = format!("{}/", output.trim_end_matches('/'));
+        if !self.closed() || under(&self.scope(tenant).outputs, &prefix) {
+            return Ok(());
+        }
+        Err(Error::OutputForbidden(format!(
+            "tenant `{}` may not write to {}: it is not under the tenant's output= in TINGXIE_TENANTS",
+            tenant.name,
+            quote(&bounded(output, 256))
+        )))
+    }
+
     /// Counts a request against its tenant's limits: 429 (TenantLimit) naming the limit when
     /// it is over one. The hold gives its queue place back when dropped.
     pub fn admit(&self, tenant: &Tenant) -> Result<TenantHold> {
         let now = Instant::now();
         let mut usage = self.usage.lock().expect("tenant usage");
+        // Entries of tenants that hold nothing and asked nothing within the rate window go,
+        // so that names seen once do not stay for the life of the process.
+        if usage.len() > self.listed.len() + USAGE_SLACK {
+            usage.retain(|_, u| u.held > 0 || u.admitted.back().is_some_and(|t| now.duration_since(*t) < RATE_WINDOW));
+        }
         let entry = usage.entry(tenant.name.clone()).or_default();
         if let Some(max) = tenant.limits.queued {
             if entry.held >= max {
@@ -290,12 +392,12 @@ impl Tenants {
             }
         }
         if let Some(max) = tenant.limits.per_minute {
-            while entry.admitted.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60)) {
+            while entry.admitted.front().is_some_and(|t| now.duration_since(*t) >= RATE_WINDOW) {
                 entry.admitted.pop_front();
             }
             if entry.admitted.len() >= max {
                 let oldest = *entry.admitted.front().expect("at the limit, so not empty");
-                let wait = Duration::from_secs(60).saturating_sub(now.duration_since(oldest));
+                let wait = RATE_WINDOW.saturating_sub(now.duration_since(oldest));
                 return Err(Error::TenantLimit {
                     message: format!("tenant `{}` made {max} requests in the last minute, its limit (rpm={max})", tenant.name),
                     retry_after: wait.max(Duration::from_secs(1)),
@@ -316,10 +418,19 @@ pub struct TenantHold {
 
 impl Drop for TenantHold {
     fn drop(&mut self) {
-        if let Some(entry) = self.usage.lock().expect("tenant usage").get_mut(&self.name) {
+        let mut usage = self.usage.lock().expect("tenant usage");
+        if let Some(entry) = usage.get_mut(&self.name) {
             entry.held = entry.held.saturating_sub(1);
+            if entry.held == 0 && entry.admitted.is_empty() {
+                usage.remove(&self.name);
+            }
         }
     }
+}
+
+/// The `Authorization` value's bearer credential.
+fn bearer(value: &str) -> Option<&str> {
+    value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim).filter(|k| !k.is_empty())
 }
 
 #[cfg(test)]
@@ -364,9 +475,12 @@ research batch key=sha256:60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f
     fn events_take_their_attribute_then_their_bucket() {
         let tenants = Tenants::parse(FILE, None).unwrap();
         let delivery = Tenant::open();
-        assert_eq!(&*tenants.for_event(Some("research"), Some("rad-uploads"), &delivery).unwrap().name, "research");
-        assert_eq!(&*tenants.for_event(None, Some("rad-uploads"), &delivery).unwrap().name, "radiology");
-        assert_eq!(tenants.for_event(None, Some("other"), &delivery).unwrap(), delivery);
+        assert_eq!(&*tenants.for_event(Some("research"), Some("rad-uploads"), &delivery, false).unwrap().name, "research");
+        assert_eq!(&*tenants.for_event(None, Some("rad-uploads"), &delivery, false).unwrap().name, "radiology");
+        assert_eq!(tenants.for_event(None, Some("other"), &delivery, false).unwrap(), delivery);
+        // Made-up names only from a verified platform sender.
+        assert!(matches!(tenants.for_event(Some("made-up"), None, &delivery, false), Err(Error::InvalidArgument { field: "tenant", .. })));
+        assert_eq!(&*tenants.for_event(Some("made-up"), None, &delivery, true).unwrap().name, "made-up");
     }
 
     #[test]
@@ -401,11 +515,85 @@ research batch key=sha256:60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f
             ("a batch key=abc", "sha256"),
             ("a batch queued=x", "whole number"),
             ("a batch colour=red", "unknown field"),
+            ("a batch source=bucket-only", "URI prefix"),
+            ("a batch output=/tmp/x", "URI prefix"),
             ("a batch\na standard", "twice"),
             ("a/b batch", "tenant"),
         ] {
             let message = Tenants::parse(text, None).err().unwrap_or_else(|| panic!("{text} parsed")).to_string();
             assert!(message.contains(needle), "{text}: {message}");
         }
+    }
+
+    const SCOPED: &str = "\
+radiology priority key=sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 bucket=rad-uploads output=s3://reports/rad
+research batch key=sha256:60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752 source=s3://shared/research/ source=file:///data/research
+*        standard source=s3://public/
+";
+
+    #[test]
+    fn a_closed_service_confines_each_tenant_to_its_line() {
+        let tenants = Tenants::parse(SCOPED, None).unwrap();
+        let (radiology, research) = (tenants.named("radiology").unwrap(), tenants.named("research").unwrap());
+        assert!(tenants.may_read(&radiology, "s3://rad-uploads/a.wav", "rad-uploads").is_ok());
+        assert!(tenants.may_read(&radiology, "gs://rad-uploads/a.wav", "rad-uploads").is_ok());
+        assert!(
+            matches!(tenants.may_read(&radiology, "s3://shared/research/a.wav", "shared"), Err(Error::Forbidden(m)) if m.contains("radiology"))
+        );
+        assert!(tenants.may_read(&research, "s3://shared/research/x/a.wav", "shared").is_ok());
+        assert!(tenants.may_read(&research, "file:///data/research/a.wav", "").is_ok());
+        assert!(tenants.may_read(&research, "s3://shared/researchers/a.wav", "shared").is_err(), "whole segments");
+        assert!(tenants.may_read(&research, "s3://rad-uploads/a.wav", "rad-uploads").is_err());
+        // Tenants not listed, and anonymous events, have the `*` line's.
+        for other in [tenants.named("someone").unwrap(), tenants.anonymous()] {
+            assert!(tenants.may_read(&other, "s3://public/a.wav", "public").is_ok());
+            assert!(tenants.may_read(&other, "s3://rad-uploads/a.wav", "rad-uploads").is_err());
+        }
+        assert!(tenants.may_write(&radiology, "s3://reports/rad/2026").is_ok());
+        assert!(tenants.may_write(&radiology, "s3://reports/rad").is_ok());
+        assert!(matches!(tenants.may_write(&radiology, "s3://reports/radio"), Err(Error::OutputForbidden(_))));
+        assert!(matches!(tenants.may_write(&research, "s3://reports/rad/x"), Err(Error::OutputForbidden(_))));
+        // An open service keeps no tenants apart.
+        let open = Tenants::parse("research batch source=s3://shared/research/", None).unwrap();
+        assert!(open.may_read(&open.named("research").unwrap(), "s3://rad-uploads/a.wav", "rad-uploads").is_ok());
+        assert!(open.may_write(&open.anonymous(), "s3://anywhere/").is_ok());
+    }
+
+    #[test]
+    fn a_key_beside_the_trusted_header_must_be_valid_and_the_same_tenant() {
+        let meshed = Tenants::parse(FILE, Some("x-tingxie-tenant".into())).unwrap();
+        assert_eq!(&*meshed.identify(Some("Bearer test"), Some("radiology")).unwrap().name, "radiology");
+        assert!(matches!(meshed.identify(Some("Bearer wrong"), Some("radiology")), Err(Error::Unauthorized(m)) if m.contains("not valid")));
+        assert!(matches!(meshed.identify(Some("Bearer test2"), Some("radiology")), Err(Error::Unauthorized(m)) if m.contains("different")));
+        // The mesh's own JWT, from which it made the header, is not a key.
+        assert!(meshed.identify(Some("Bearer eyJh.eyJi.c2ln"), Some("radiology")).is_ok());
+        // Without keys, a header-only service ignores what Authorization holds.
+        let header_only = Tenants::parse("", Some("x-tingxie-tenant".into())).unwrap();
+        assert!(header_only.identify(Some("Bearer anything"), Some("clinic")).is_ok());
+    }
+
+    #[test]
+    fn usage_of_tenants_seen_once_is_freed() {
+        let tenants = Tenants::parse("* standard", Some("x-tingxie-tenant".into())).unwrap();
+        for i in 0..1000 {
+            drop(tenants.admit(&tenants.named(&format!("t{i}")).unwrap()).unwrap());
+        }
+        assert!(tenants.usage.lock().unwrap().is_empty(), "no limit, nothing held: nothing kept");
+        let limited = Tenants::parse("* standard rpm=1000", Some("x-tingxie-tenant".into())).unwrap();
+        let held = limited.admit(&limited.named("holder").unwrap()).unwrap();
+        for i in 0..1000 {
+            drop(limited.admit(&limited.named(&format!("t{i}")).unwrap()).unwrap());
+        }
+        // Within the rate window the entries are needed for the limit; past it they are swept.
+        assert_eq!(limited.usage.lock().unwrap().len(), 1001);
+        let now = Instant::now();
+        for entry in limited.usage.lock().unwrap().values_mut() {
+            entry.admitted.iter_mut().for_each(|t| *t = now - RATE_WINDOW);
+        }
+        drop(limited.admit(&limited.named("last").unwrap()).unwrap());
+        let usage = limited.usage.lock().unwrap();
+        assert!(usage.contains_key("holder") && usage.len() <= 2, "{}", usage.len());
+        drop(usage);
+        drop(held);
     }
 }

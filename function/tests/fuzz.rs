@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 const SECONDS_PER_TARGET: &str = "3";
 /// Fewer than this many inputs in that time means a target is stuck or far too slow.
 const MIN_INPUTS: u64 = 100;
-const TARGETS: [&str; 7] = ["events", "multipart", "audio", "ct2", "safetensors", "uri", "manifest"];
+const TARGETS: [&str; 9] = ["events", "multipart", "audio", "ct2", "safetensors", "uri", "manifest", "tokens", "tenants"];
 
 fn fuzz(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tingxie-fuzz")).args(args).output().expect("run tingxie-fuzz")

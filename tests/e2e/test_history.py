@@ -20,6 +20,7 @@ from cloudevents.core.bindings.http import to_binary_event
 from cloudevents.core.v1.event import CloudEvent
 
 from conftest import BUCKET, SPEECH, Server, free_port, reference_text, s3_record, wait_until
+from oidc import Issuer
 from test_hostile import samples
 
 HISTORY_BUCKET = "history"
@@ -35,7 +36,7 @@ def key_line(name: str) -> str:
 TENANTS = f"""\
 alpha      standard  {key_line('alpha')}
 beta       standard  {key_line('beta')}
-radiology  standard  {key_line('radiology')}
+radiology  standard  {key_line('radiology')} source=s3://{BUCKET}/in/
 scans      batch     {key_line('scans')} bucket={BUCKET}
 """
 
@@ -151,11 +152,14 @@ def pair(tmp_path_factory, moto, s3, history_uri, callback_ports):
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory, moto, s3):
-    """Keyed tenants, a history in a local folder, no callbacks."""
+    """Keyed tenants, the platform's OIDC issuer, a history in a local folder, no callbacks."""
     tmp = tmp_path_factory.mktemp("keyed-history")
     (tmp / "local").mkdir()
     (tmp / "tenants.txt").write_text(TENANTS)
-    srv = Server(tmp, moto, TINGXIE_TENANTS=tmp / "tenants.txt").wait_ready()
+    issuer = Issuer()
+    env = issuer.env(issuer.write_jwks(tmp / "jwks.json"))
+    srv = Server(tmp, moto, TINGXIE_TENANTS=tmp / "tenants.txt", **env).wait_ready()
+    srv.issuer = issuer
     yield srv
     assert srv.terminate() == 0, srv.logs()[-3000:]
 
@@ -372,7 +376,8 @@ def test_platform_events_are_recorded_for_the_tenant_they_name(keyed, s3, upload
     event_id = str(uuid.uuid4())
     message = binary_event({"source": source}, "dev.tingxie.transcription.requested", event_id, tenant="radiology")
     assert message.headers["ce-tenant"] == "radiology"
-    # From the platform: no key.
+    # From the platform: no key, the broker's OIDC token.
+    message.headers.update(keyed.issuer.bearer())
     r = requests.post(keyed.url + "/", headers=message.headers, data=message.body, timeout=300)
     assert r.status_code == 200, r.text
     answer = r.json()
@@ -390,6 +395,7 @@ def test_platform_events_are_recorded_for_the_tenant_they_name(keyed, s3, upload
     again = requests.post(keyed.url + "/", headers=message.headers, data=message.body, timeout=300)
     assert again.status_code == 200 and again.json().get("transcription_id") == transcription, again.text
     other = binary_event({"source": source}, "dev.tingxie.transcription.requested", str(uuid.uuid4()), tenant="radiology")
+    other.headers.update(keyed.issuer.bearer())
     duplicate = requests.post(keyed.url + "/", headers=other.headers, data=other.body, timeout=300)
     assert duplicate.status_code == 200 and duplicate.json()["duplicate"] is True, duplicate.text
     assert [x["id"] for x in listing(keyed, bearer("radiology"))["data"]] == [transcription]
@@ -397,6 +403,7 @@ def test_platform_events_are_recorded_for_the_tenant_they_name(keyed, s3, upload
     # An S3 notification naming no tenant is recorded for the tenant its bucket is mapped to.
     key, etag, size = upload("s06.wav")
     s3_event = binary_event({"Records": [s3_record(key, etag, size)]}, "com.amazon.s3.objectcreated", str(uuid.uuid4()), subject=key)
+    s3_event.headers.update(keyed.issuer.bearer())
     r = requests.post(keyed.url + "/", headers=s3_event.headers, data=s3_event.body, timeout=300)
     assert r.status_code == 200 and r.json()["text"] == reference_text("s06.wav"), r.text
     scans = listing(keyed, bearer("scans"))["data"]

@@ -50,9 +50,12 @@ pub struct History {
     owner: String,
 }
 
+/// A history failure as a client sees it: what could not be done, not the store's internals
+/// (its endpoint, its key layout), which go to the log.
 fn store_error(what: &str, e: object_store::Error) -> Error {
+    tracing::warn!(error = %e, "history {what} failed");
     let retryable = !matches!(e, object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. });
-    Error::Store { message: format!("history {what}: {e}"), retryable }
+    Error::Store { message: format!("the history (TINGXIE_HISTORY) failed on a {what}; try again"), retryable }
 }
 
 /// A write conditional on `version` (any version when the store gave none).
@@ -190,6 +193,31 @@ impl History {
             other => other?,
         };
         Ok(version_of(written.e_tag, written.version))
+    }
+
+    /// The key that signs transcript records when `TINGXIE_RECORD_KEY` is not set: 32 random
+    /// bytes, created once in the history (`record-key`), so every replica sharing the history
+    /// shares it. Whoever can read the history can forge records: set the key from a Secret
+    /// where uploaders may read it.
+    pub async fn record_key(&self) -> Result<Vec<u8>> {
+        let path = self.prefix.clone().join("record-key");
+        for _ in 0..3 {
+            if let Some((bytes, _)) = self.fetch(&path).await? {
+                if bytes.len() >= 32 {
+                    return Ok(bytes.to_vec());
+                }
+            }
+            let mut key = vec![0u8; 32];
+            aws_lc_rs::rand::fill(&mut key).map_err(|_| Error::Device("no random bytes for the record key".into()))?;
+            let create = PutOptions { mode: PutMode::Create, ..Default::default() };
+            match self.store.put_opts(&path, PutPayload::from(key.clone()), create).await {
+                Ok(_) => return Ok(key),
+                // Another replica made it first, or one was cut short: read it again.
+                Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => {}
+                Err(e) => return Err(store_error("write", e)),
+            }
+        }
+        Err(Error::Store { message: "history: the record key could not be read or created".into(), retryable: true })
     }
 
     /// An object's bytes and version; None when there is none.

@@ -7,6 +7,7 @@ mod outputs;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -54,6 +55,8 @@ pub struct Objects {
     /// Where a request's own `output` may write: TINGXIE_ALLOWED_OUTPUTS and TINGXIE_OUTPUT.
     writable: AllowList,
     output: String,
+    /// How long reading one source (HEAD, then the whole object) may take.
+    read_timeout: Duration,
 }
 
 /// `s3://bucket/` for `s3://bucket/key`; `file:///` for local files.
@@ -63,18 +66,43 @@ fn root_of(obj: &ObjectRef) -> Result<String> {
     Ok(format!("{scheme}://{}/", obj.bucket))
 }
 
+/// What a client is told of a store's failure: the object it named and the kind of failure.
+/// The store's own message (its endpoint, its key layout, local paths) goes to the log only.
 fn store_error(uri: &str, e: object_store::Error) -> Error {
+    tracing::warn!(object = %bounded(uri, 256), error = %e, "object store request failed");
     if name_too_long(&e) {
-        return Error::InvalidRequest(format!("{uri}: a name in the path is too long for the store ({e})"));
+        return Error::InvalidRequest(format!("{uri}: a name in the path is too long for the store"));
+    }
+    if let Some(fault) = local_fault(&e) {
+        return Error::InvalidRequest(format!("{uri}: {fault}"));
     }
     match e {
         object_store::Error::NotFound { .. } => Error::NotFound(uri.to_string()),
         object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
-            Error::Store { message: format!("{uri}: access denied ({e})"), retryable: false }
+            Error::Store { message: format!("{uri}: the store denied access"), retryable: false }
         }
-        object_store::Error::InvalidPath { .. } => Error::InvalidRequest(format!("{uri}: {e}")),
-        other => Error::Store { message: format!("{uri}: {other}"), retryable: true },
+        object_store::Error::InvalidPath { .. } => Error::InvalidRequest(format!("{uri}: not a valid object path")),
+        _ => Error::Store { message: format!("{uri}: the object store could not be reached or failed; try again"), retryable: true },
     }
+}
+
+/// A local path the client chose that cannot name a file: the request's fault (400), said
+/// without the server's paths.
+fn local_fault(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut cause = Some(e);
+    while let Some(error) = cause {
+        if let Some(code) = error.downcast_ref::<std::io::Error>().and_then(|io| io.raw_os_error()) {
+            return match code {
+                libc::ENOTDIR => Some("a part of the path is not a folder"),
+                libc::ELOOP => Some("the path has too many levels of links"),
+                libc::EISDIR => Some("the path is a folder, not a file"),
+                libc::ENAMETOOLONG => Some("a name in the path is too long"),
+                _ => None,
+            };
+        }
+        cause = error.source();
+    }
+    None
 }
 
 /// The store refused a name as too long (a local file system's 255-byte file names): the
@@ -116,13 +144,23 @@ fn stays_under(prefix: &str, uri: &str, what: &str) -> Result<bool> {
     let (Some(dir), Some(path)) = (prefix.strip_prefix("file://"), uri.strip_prefix("file://")) else {
         return Ok(true);
     };
-    let io_error = |e: std::io::Error| match e.kind() {
-        std::io::ErrorKind::InvalidFilename => Error::InvalidRequest(format!("{what} `{uri}`: a name in the path is too long")),
-        _ => Error::io(path, e),
+    let io_error = |e: std::io::Error| match (e.kind(), local_fault(&e)) {
+        (std::io::ErrorKind::InvalidFilename, _) => Error::InvalidRequest(format!("{what} `{uri}`: a name in the path is too long")),
+        (_, Some(fault)) => Error::InvalidRequest(format!("{what} `{uri}`: {fault}")),
+        (std::io::ErrorKind::PermissionDenied, _) => Error::Forbidden(format!("{what} `{uri}`: the service may not read that path")),
+        _ => Error::Store { message: format!("{what} `{uri}`: the local file system failed ({})", e.kind()), retryable: true },
     };
     let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    // `%252e%252e` is `%2e%2e` once decoded, and `..` to a layer that decodes again.
+    if path.split('/').any(|segment| matches!(&*percent_encoding::percent_decode_str(segment).decode_utf8_lossy(), "." | "..")) {
+        return Err(Error::InvalidRequest(format!("{what} `{uri}`: a segment of the path is an (encoded) `.` or `..`")));
+    }
     let dir = percent_encoding::percent_decode_str(dir).decode_utf8_lossy();
     let real = resolve(std::path::Path::new(path.as_ref())).map_err(io_error)?;
+    // A FIFO or a device would block the reader (opening a FIFO waits for a writer).
+    if what == "source" && std::fs::metadata(&real).is_ok_and(|m| !m.is_file()) {
+        return Err(Error::InvalidRequest(format!("{what} `{uri}` is not a regular file")));
+    }
     Ok(real.starts_with(resolve(std::path::Path::new(dir.as_ref())).map_err(io_error)?))
 }
 
@@ -137,7 +175,23 @@ impl Objects {
             allow: AllowList::new(allowed),
             writable: AllowList::new(&writable),
             output,
+            read_timeout: Duration::from_secs(300),
         }
+    }
+
+    pub fn with_read_timeout(self, read_timeout: Duration) -> Objects {
+        Objects { read_timeout, ..self }
+    }
+
+    /// `work` on the source at `uri`, or 503 (retryable) once the read deadline passes.
+    async fn within<T>(&self, uri: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        tokio::time::timeout(self.read_timeout, work).await.unwrap_or_else(|_| {
+            Err(Error::Unavailable(format!(
+                "{} did not arrive within {} s (TINGXIE_SOURCE_TIMEOUT_SECONDS)",
+                bounded(uri, 256),
+                self.read_timeout.as_secs()
+            )))
+        })
     }
 
     /// The client for the store at `root` (`scheme://bucket/`) and `key`'s path in it.
@@ -169,7 +223,7 @@ impl Objects {
 
     /// The current version of a source object (HEAD).
     pub async fn head(&self, at: &Location) -> Result<SourceVersion> {
-        let meta = at.store.head(&at.path).await.map_err(|e| store_error(&at.uri, e))?;
+        let meta = self.within(&at.uri, async { at.store.head(&at.path).await.map_err(|e| store_error(&at.uri, e)) }).await?;
         Ok(SourceVersion {
             uri: at.uri.clone(),
             etag: meta.e_tag.map(|t| t.trim_matches('"').to_string()),
@@ -180,12 +234,18 @@ impl Objects {
 
     /// Reads a whole object of at most `limit` bytes.
     pub async fn read(&self, at: &Location, limit: u64) -> Result<Vec<u8>> {
-        let got = at.store.get(&at.path).await.map_err(|e| store_error(&at.uri, e))?;
-        if got.meta.size > limit {
-            return Err(Error::TooLarge(format!("{} is {} bytes; the limit is {limit} (TINGXIE_MAX_BODY_BYTES)", at.uri, got.meta.size)));
-        }
-        let bytes = got.bytes().await.map_err(|e| store_error(&at.uri, e))?;
-        Ok(bytes.to_vec())
+        self.within(&at.uri, async {
+            let got = at.store.get(&at.path).await.map_err(|e| store_error(&at.uri, e))?;
+            if got.meta.size > limit {
+                return Err(Error::TooLarge(format!(
+                    "{} is {} bytes; the limit is {limit} (TINGXIE_MAX_BODY_BYTES)",
+                    at.uri, got.meta.size
+                )));
+            }
+            let bytes = got.bytes().await.map_err(|e| store_error(&at.uri, e))?;
+            Ok(bytes.to_vec())
+        })
+        .await
     }
 
     /// Where the transcripts of `obj` go: TINGXIE_OUTPUT, a request's own `output`, or next to

@@ -1,6 +1,8 @@
 //! The transcript objects of one source: `NAME.txt`, `.srt`, `.vtt`, then `NAME.json` last.
 //! The JSON (OpenAI's verbose_json plus the source version and model) is the record that the
-//! work is done: a repeated event finds it and returns it instead of transcribing again.
+//! work is done: a repeated event finds it and returns it instead of transcribing again. The
+//! record is signed (HMAC-SHA256 under the record key), so that one planted beside the source
+//! by whoever can write to the bucket is not taken for the service's own: it is recomputed.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,6 +12,7 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersio
 
 use super::{store_error, Location, SourceVersion};
 use crate::error::Result;
+use crate::history::sign;
 use crate::output::{self, Format};
 use crate::transcript::Transcript;
 
@@ -34,6 +37,26 @@ pub struct Recorded {
     pub duration: f64,
     /// Every object written for this transcript, the JSON record last.
     pub outputs: Vec<String>,
+    /// `hmac-sha256:HEX` of the record's other fields (their JSON, in this order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+impl Recorded {
+    fn signature_under(&self, key: &[u8]) -> String {
+        let unsigned = Recorded { signature: None, ..self.clone() };
+        format!("hmac-sha256:{}", sign(key, &serde_json::to_vec(&unsigned).expect("record serialises")))
+    }
+
+    /// True when the service wrote this record (under `key`) for `source`'s object.
+    fn is_ours(&self, key: &[u8], source: &SourceVersion) -> bool {
+        let signed = self.signature.as_deref().is_some_and(|s| constant_time_eq(s.as_bytes(), self.signature_under(key).as_bytes()));
+        signed && self.source.uri == source.uri && self.source.same_as(source)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn certain() -> f32 {
@@ -126,6 +149,13 @@ impl HeldClaim {
     }
 }
 
+/// A path made from one already parsed (`Objects::locate`) and a suffix of plain words, kept
+/// exactly as written: `StorePath::from` would percent-encode non-ASCII and `~[]#%`, so that a
+/// transcript of `会议/录音 1.wav` would land under another key than the one reported.
+fn raw_path(text: String) -> StorePath {
+    StorePath::parse(&text).unwrap_or_else(|_| StorePath::from(text))
+}
+
 pub struct OutputSet {
     base: Location,
 }
@@ -139,7 +169,7 @@ impl OutputSet {
     /// model's transcript, a translation). `kind` is a catalog name or a fixed word.
     pub fn variant(self, kind: &str) -> OutputSet {
         let Location { store, path, uri } = self.base;
-        OutputSet { base: Location { store, path: StorePath::from(format!("{path}.{kind}")), uri: format!("{uri}.{kind}") } }
+        OutputSet { base: Location { store, path: raw_path(format!("{path}.{kind}")), uri: format!("{uri}.{kind}") } }
     }
 
     pub fn uri(&self, extension: &str) -> String {
@@ -147,33 +177,39 @@ impl OutputSet {
     }
 
     fn path(&self, extension: &str) -> StorePath {
-        StorePath::from(format!("{}.{extension}", self.base.path))
+        raw_path(format!("{}.{extension}", self.base.path))
     }
 
     pub fn uris(&self) -> Vec<String> {
         SIDE_FORMATS.iter().map(|f| self.uri(f.extension())).chain([self.uri("json")]).collect()
     }
 
-    /// The record of an earlier transcription of this exact source version, if there is one.
-    pub async fn existing(&self, source: &SourceVersion) -> Result<Option<Recorded>> {
+    /// The record of an earlier transcription of this exact source version, if the service
+    /// wrote one (signed under `key`); anything else there is replaced.
+    pub async fn existing(&self, source: &SourceVersion, key: &[u8]) -> Result<Option<Recorded>> {
         let got = match self.base.store.get(&self.path("json")).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(store_error(&self.uri("json"), e)),
         };
         let bytes = got.bytes().await.map_err(|e| store_error(&self.uri("json"), e))?;
-        // A record we cannot read (another tool's file, an older layout) is simply replaced.
+        // A record we cannot read or did not sign (another tool's file, an older layout, one
+        // planted by an uploader) is simply replaced.
         let record = serde_json::from_slice::<Recorded>(&bytes).ok();
-        Ok(record.filter(|r| r.source.same_as(source)))
+        let ours = record.filter(|r| r.is_ours(key, source));
+        if ours.is_none() {
+            tracing::info!(record = %self.uri("json"), "a transcript record there is not signed by this service; transcribing again");
+        }
+        Ok(ours)
     }
 
     /// Writes the subtitle and text files, then the JSON record: a reader that finds the record
     /// finds the rest.
-    pub async fn write(&self, transcript: &Transcript, source: &SourceVersion, model: &str) -> Result<Recorded> {
+    pub async fn write(&self, transcript: &Transcript, source: &SourceVersion, model: &str, key: &[u8]) -> Result<Recorded> {
         for format in SIDE_FORMATS {
             self.put(format.extension(), output::render(transcript, format)).await?;
         }
-        let record = Recorded {
+        let mut record = Recorded {
             source: source.clone(),
             model: model.to_string(),
             text: transcript.text.clone(),
@@ -182,7 +218,9 @@ impl OutputSet {
             task: transcript.task.as_str().to_string(),
             duration: transcript.duration,
             outputs: self.uris(),
+            signature: None,
         };
+        record.signature = Some(record.signature_under(key));
         let mut json = output::verbose_json(transcript);
         let extra = serde_json::to_value(&record).expect("record serialises");
         if let (Some(doc), serde_json::Value::Object(fields)) = (json.as_object_mut(), extra) {

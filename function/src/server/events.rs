@@ -14,10 +14,10 @@ use cloudevents::binding::actix::HttpResponseBuilderExt;
 use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
 use tracing::Instrument;
 
-use super::auth;
+use super::auth::{self, Sender};
 use super::body::{media_type, Bodies};
 use super::errors::{classify, error_body, ApiError, ApiResult};
-use super::replay::Replayed;
+use super::replay::{EventKey, Replayed};
 use super::transcribe::response_format;
 use crate::engine::Permit;
 use crate::error::{bounded, quote, Error, Result, QUOTE_CHARS};
@@ -35,12 +35,20 @@ pub enum Answer {
     Ignored(String),
 }
 
+/// Longest CloudEvent id and source taken: both are kept (replays) and echoed (a header).
+pub const MAX_ID_BYTES: usize = 256;
+pub const MAX_SOURCE_BYTES: usize = 1024;
+
 /// Whose work a delivery's jobs are: an authenticated caller's, or the platform's (the
-/// broker's), whose events name their tenant by attribute or by bucket.
+/// broker's) or an anonymous sender's, whose events name their tenant by attribute or bucket.
 #[derive(Clone, Copy)]
-pub enum Attribution<'a> {
-    Caller,
-    Platform { attribute: Option<&'a str> },
+pub struct Attribution<'a> {
+    sender: Sender,
+    attribute: Option<&'a str>,
+}
+
+impl Attribution<'static> {
+    const CALLER: Attribution<'static> = Attribution { sender: Sender::Caller, attribute: None };
 }
 
 pub async fn receive(
@@ -60,18 +68,20 @@ pub async fn receive(
         ))
         .into());
     }
-    let (tenant, authenticated) = auth::delivery_tenant(&req, &service)?;
+    let (tenant, sender) = auth::delivery_tenant(&req, &service).await?;
     // Admission before the body, as on every route: the event's jobs run in this place.
     let mut permit = service.admit(tenant)?;
     let body = bodies.read(&req, payload, service.config.event_body_limit(), &mut permit, 2).await?;
     let permit = Arc::new(permit);
     if media == BATCH_MEDIA_TYPE {
-        return receive_batch(&service, &replayed, body, permit, authenticated).await;
+        return receive_batch(&service, &replayed, body, permit, sender).await;
     }
     if is_event {
         let event = cloudevents::binding::http_0_2::to_event(req.headers(), body)
             .map_err(|e| Error::InvalidRequest(format!("not a valid CloudEvent: {e}")))?;
-        let answer = handle_event(&service, &replayed, &event, &permit, authenticated).await;
+        check_event_id(event.id())?;
+        check_event_source(&event.source().to_string())?;
+        let answer = handle_event(&service, &replayed, &event, &permit, sender).await;
         return Ok(match answer {
             Ok(Answer::Completed(data)) => {
                 HttpResponse::Ok().event(reply(&event, data)).map_err(|e| Error::Device(format!("reply event: {e}")))?
@@ -88,7 +98,7 @@ pub async fn receive(
         return Ok(HttpResponse::Ok().json(serde_json::json!({ "validationResponse": code })));
     }
     let parsed = events::from_webhook(&value).map_err(|e| Error::InvalidRequest(e.to_string()))?;
-    let attribution = if authenticated { Attribution::Caller } else { Attribution::Platform { attribute: None } };
+    let attribution = Attribution { sender, attribute: None };
     Ok(match count("webhook", &service, run_jobs_in(&service, parsed, &permit, attribution).await)? {
         Answer::Completed(data) => HttpResponse::Ok().json(data),
         Answer::Ignored(reason) => ignored(&reason),
@@ -109,13 +119,18 @@ async fn receive_batch(
     replayed: &Replayed,
     body: Vec<u8>,
     permit: Arc<Permit>,
-    authenticated: bool,
+    sender: Sender,
 ) -> ApiResult<HttpResponse> {
     let batch: Vec<Event> = serde_json::from_slice(&body).map_err(|e| Error::InvalidRequest(format!("not a CloudEvents batch: {e}")))?;
     drop(body);
+    // Every id and source is checked before any event of the batch is computed.
+    for event in &batch {
+        check_event_id(event.id())?;
+        check_event_source(&event.source().to_string())?;
+    }
     let mut answers = Vec::with_capacity(batch.len());
     for event in &batch {
-        answers.push(handle_event(service, replayed, event, &permit, authenticated).await);
+        answers.push(handle_event(service, replayed, event, &permit, sender).await);
     }
     let worst = answers.iter().filter_map(|a| a.as_ref().err()).max_by_key(|e| severity(e));
     if let Some(error) = worst {
@@ -153,38 +168,52 @@ fn severity(error: &Error) -> u8 {
 }
 
 /// The reply names the event it answers in a header (`ce-tingxiecause`): an id no header can
-/// hold is refused before any work, not found out after it.
+/// hold, or longer than [`MAX_ID_BYTES`], is refused before any work, not found out after it.
 pub fn check_event_id(id: &str) -> Result<()> {
+    if id.len() > MAX_ID_BYTES {
+        return Err(Error::InvalidRequest(format!("CloudEvent id {} is {} bytes; the limit is {MAX_ID_BYTES}", quote(id), id.len())));
+    }
     match actix_web::http::header::HeaderValue::from_str(id) {
         Ok(_) => Ok(()),
         Err(_) => Err(Error::InvalidRequest(format!("CloudEvent id {} holds characters a header cannot carry", quote(id)))),
     }
 }
 
+/// A CloudEvent source is kept with its id for replays: at most [`MAX_SOURCE_BYTES`].
+pub fn check_event_source(source: &str) -> Result<()> {
+    if source.len() > MAX_SOURCE_BYTES {
+        return Err(Error::InvalidRequest(format!(
+            "CloudEvent source {} is {} bytes; the limit is {MAX_SOURCE_BYTES}",
+            quote(source),
+            source.len()
+        )));
+    }
+    Ok(())
+}
+
 /// One event; a redelivery of an event already answered here gets the same answer again
-/// (inline audio has no stored transcript to find).
-async fn handle_event(
-    service: &Arc<Service>,
-    replayed: &Replayed,
-    event: &Event,
-    permit: &Arc<Permit>,
-    authenticated: bool,
-) -> Result<Answer> {
+/// (inline audio has no stored transcript to find), and one arriving while it is computed
+/// waits for that answer.
+async fn handle_event(service: &Arc<Service>, replayed: &Replayed, event: &Event, permit: &Arc<Permit>, sender: Sender) -> Result<Answer> {
     let span = tracing::info_span!(
         "event",
         ce_id = bounded(event.id(), QUOTE_CHARS),
         ce_type = bounded(event.ty(), QUOTE_CHARS),
         ce_source = bounded(&event.source().to_string(), QUOTE_CHARS)
     );
-    check_event_id(event.id())?;
-    let key = (event.source().to_string(), event.id().to_string());
+    let attribute = event.extension("tenant").map(|value| bounded(&value.to_string(), 256));
+    let key = EventKey {
+        sender: format!("{sender:?}/{}/{}", permit.tenant().name, attribute.as_deref().unwrap_or_default()),
+        source: event.source().to_string(),
+        id: event.id().to_string(),
+    };
+    let _turn = replayed.turn(&key).instrument(span.clone()).await;
     if let Some(mut data) = replayed.get(&key) {
         data["duplicate"] = true.into();
         return span.in_scope(|| count(event.ty(), service, Ok(Answer::Completed(data))));
     }
     let parsed = span.in_scope(|| parse_event(event));
-    let attribute = event.extension("tenant").map(|value| value.to_string());
-    let attribution = if authenticated { Attribution::Caller } else { Attribution::Platform { attribute: attribute.as_deref() } };
+    let attribution = Attribution { sender, attribute: attribute.as_deref() };
     let answer = run_jobs_in(service, parsed?, permit, attribution).instrument(span.clone()).await;
     if let Ok(Answer::Completed(data)) = &answer {
         replayed.put(key, data.clone());
@@ -227,7 +256,7 @@ fn count(ty: &str, service: &Service, answer: Result<Answer>) -> Result<Answer> 
 /// Runs the jobs of one request in its queue place. One job answers with its own result;
 /// several with `{"transcripts": [...]}`.
 pub async fn run_jobs(service: &Arc<Service>, parsed: Parsed, permit: Permit) -> Result<Answer> {
-    run_jobs_in(service, parsed, &Arc::new(permit), Attribution::Caller).await
+    run_jobs_in(service, parsed, &Arc::new(permit), Attribution::CALLER).await
 }
 
 /// [`run_jobs`] with a place shared by several events (a batch): jobs run one after another.
@@ -261,16 +290,14 @@ async fn run_jobs_in(service: &Arc<Service>, parsed: Parsed, permit: &Arc<Permit
 
 /// The tenant a job is recorded for.
 fn tenant_of(service: &Service, job: &Job, permit: &Permit, attribution: Attribution<'_>) -> Result<Tenant> {
-    match attribution {
-        Attribution::Caller => Ok(permit.tenant().clone()),
-        Attribution::Platform { attribute } => {
-            let bucket = match &job.audio {
-                Audio::Object(obj) => Some(obj.bucket.as_str()),
-                Audio::Inline(_) => None,
-            };
-            service.tenants.for_event(attribute, bucket, permit.tenant())
-        }
+    if attribution.sender == Sender::Caller {
+        return Ok(permit.tenant().clone());
     }
+    let bucket = match &job.audio {
+        Audio::Object(obj) => Some(obj.bucket.as_str()),
+        Audio::Inline(_) => None,
+    };
+    service.tenants.for_event(attribution.attribute, bucket, permit.tenant(), attribution.sender == Sender::Platform)
 }
 
 async fn run_job(

@@ -54,6 +54,16 @@ pub fn serve(config: ServeConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let oidc = match crate::oidc::OidcVerifier::new(&config.oidc_issuer, &config.oidc_audience, &config.oidc_jwks) {
+        Ok(oidc) => oidc,
+        Err(e) => {
+            tracing::error!(error = %e, "the OIDC settings are invalid");
+            return ExitCode::FAILURE;
+        }
+    };
+    if oidc.is_none() && tenants.closed() {
+        tracing::info!("TINGXIE_OIDC_ISSUER is empty: deliveries to POST / need a tenant's key like the API");
+    }
     let history = match History::open(&config.history, &CacheConfig::from_env(), config.claim_lease(), &instance_name()) {
         Ok(history) => history,
         Err(e) => {
@@ -62,7 +72,8 @@ pub fn serve(config: ServeConfig) -> ExitCode {
         }
     };
     let metrics = Arc::new(Metrics::new());
-    let objects = Objects::new(CacheConfig::from_env(), &config.allowed_sources, &config.output, &config.allowed_outputs);
+    let objects = Objects::new(CacheConfig::from_env(), &config.allowed_sources, &config.output, &config.allowed_outputs)
+        .with_read_timeout(std::time::Duration::from_secs(config.source_timeout_seconds.max(1)));
     if objects.allow.is_empty() {
         tracing::info!("TINGXIE_ALLOWED_SOURCES is empty: only audio sent in requests is transcribed");
     }
@@ -73,7 +84,7 @@ pub fn serve(config: ServeConfig) -> ExitCode {
     let engine = Engine::start(&config, catalog.clone(), metrics.clone(), phases, reserved);
     let bodies = web::Data::new(Bodies::new(&config, metrics.clone()));
     let replayed = web::Data::new(Replayed::default());
-    let service = web::Data::new(Service::new(config.clone(), catalog, engine.clone(), objects, metrics.clone(), tenants, history));
+    let service = web::Data::new(Service::new(config.clone(), catalog, engine.clone(), objects, metrics.clone(), tenants, oidc, history));
     let system = actix_web::rt::System::new();
     let result = system.block_on(async move {
         let app_service = service.clone();

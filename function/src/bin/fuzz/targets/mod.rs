@@ -7,11 +7,12 @@ mod events;
 mod model_cache;
 mod multipart;
 mod safetensors;
+mod tenants;
 
 use super::Target;
 
 /// Every target, in the order `--target all` runs them.
-pub const NAMES: [&str; 7] = ["events", "multipart", "audio", "ct2", "safetensors", "uri", "manifest"];
+pub const NAMES: [&str; 9] = ["events", "multipart", "audio", "ct2", "safetensors", "uri", "manifest", "tokens", "tenants"];
 
 /// The target called `name` (`None` for an unknown name).
 pub fn by_name(name: &str) -> Option<Box<dyn Target>> {
@@ -23,6 +24,8 @@ pub fn by_name(name: &str) -> Option<Box<dyn Target>> {
         "safetensors" => Box::<safetensors::Safetensors>::default(),
         "uri" => Box::new(model_cache::Uri),
         "manifest" => Box::new(model_cache::Manifest),
+        "tokens" => Box::<tenants::Tokens>::default(),
+        "tenants" => Box::new(tenants::TenantFile),
         _ => return None,
     })
 }
