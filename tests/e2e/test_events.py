@@ -175,7 +175,8 @@ def test_two_instances_given_the_same_upload_run_the_model_once(tmp_path, moto, 
     """A redelivery racing the first attempt on another pod: the claim object arbitrates."""
     from conftest import Server
 
-    other = Server(tmp_path, moto).wait_ready()
+    # Replicas share the history, and with it the key that signs transcript records.
+    other = Server(tmp_path, moto, TINGXIE_HISTORY=server.tmp / "history").wait_ready()
     try:
         key, etag, size = upload("s12.wav")  # 26 s of speech: the deliveries overlap
         event = s3_event(key, etag, size)

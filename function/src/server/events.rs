@@ -79,8 +79,7 @@ pub async fn receive(
     if is_event {
         let event = cloudevents::binding::http_0_2::to_event(req.headers(), body)
             .map_err(|e| Error::InvalidRequest(format!("not a valid CloudEvent: {e}")))?;
-        check_event_id(event.id())?;
-        check_event_source(&event.source().to_string())?;
+        check_event_names(&event)?;
         let answer = handle_event(&service, &replayed, &event, &permit, sender).await;
         return Ok(match answer {
             Ok(Answer::Completed(data)) => {
@@ -124,10 +123,7 @@ async fn receive_batch(
     let batch: Vec<Event> = serde_json::from_slice(&body).map_err(|e| Error::InvalidRequest(format!("not a CloudEvents batch: {e}")))?;
     drop(body);
     // Every id and source is checked before any event of the batch is computed.
-    for event in &batch {
-        check_event_id(event.id())?;
-        check_event_source(&event.source().to_string())?;
-    }
+    batch.iter().try_for_each(check_event_names)?;
     let mut answers = Vec::with_capacity(batch.len());
     for event in &batch {
         answers.push(handle_event(service, replayed, event, &permit, sender).await);
@@ -179,12 +175,15 @@ pub fn check_event_id(id: &str) -> Result<()> {
     }
 }
 
-/// A CloudEvent source is kept with its id for replays: at most [`MAX_SOURCE_BYTES`].
-pub fn check_event_source(source: &str) -> Result<()> {
+/// An event's id (above) and source, kept together for replays: the source at most
+/// [`MAX_SOURCE_BYTES`].
+fn check_event_names(event: &Event) -> Result<()> {
+    check_event_id(event.id())?;
+    let source = event.source().to_string();
     if source.len() > MAX_SOURCE_BYTES {
         return Err(Error::InvalidRequest(format!(
             "CloudEvent source {} is {} bytes; the limit is {MAX_SOURCE_BYTES}",
-            quote(source),
+            quote(&source),
             source.len()
         )));
     }
