@@ -283,10 +283,11 @@ impl OidcVerifier {
         let leeway = LEEWAY.as_secs_f64();
         match claims.exp {
             None => return Err(refused("has no expiry (exp)")),
-            Some(exp) if !(exp + leeway > now) => return Err(refused("has expired")),
+            // NaN is no time: refused like a past one.
+            Some(exp) if exp.is_nan() || exp + leeway <= now => return Err(refused("has expired")),
             _ => {}
         }
-        if claims.nbf.is_some_and(|nbf| !(nbf - leeway <= now)) {
+        if claims.nbf.is_some_and(|nbf| nbf.is_nan() || nbf - leeway > now) {
             return Err(refused("is not valid yet (nbf)"));
         }
         Ok(())

@@ -103,7 +103,7 @@ impl Target for Tokens {
         let token = if control(input, 0).is_multiple_of(2) {
             String::from_utf8_lossy(section(input, 1)).into_owned()
         } else {
-            self.sign(&section(input, 1).to_vec(), &section(input, 2).to_vec())
+            self.sign(section(input, 1), section(input, 2))
         };
         let verified = self.runtime.block_on(self.verifier.verify(&token));
         match verified {
@@ -163,7 +163,12 @@ impl Target for TenantFile {
         let (file, authorization, name, uri) = (text(0), text(1), text(2), text(3));
         let tenants = match Tenants::parse(&file, Some("x-tingxie-tenant".into())) {
             Ok(tenants) => tenants,
-            Err(e) => return error_label("file", &e),
+            // The kind of mistake, not the text it quotes (names come unquoted).
+            Err(e) => {
+                let message = e.to_string();
+                let words: Vec<&str> = message.split_whitespace().skip(3).filter(|w| !w.contains(['`', '"'])).take(3).collect();
+                return error_label("file", &words.join(" "));
+            }
         };
         let identified = match tenants.identify(Some(&authorization), None) {
             Ok(t) => format!("key:{}", t.listed),
