@@ -248,7 +248,7 @@ impl OidcVerifier {
             return Err(refused(format!("is signed with {}; RS256 or ES256 is required", quote(&header.alg))));
         }
         let signature = decode_part(signature, "signature")?;
-        let message = token[..header_and_payload_len(token)].as_bytes();
+        let message = &token.as_bytes()[..header_and_payload_len(token)];
         let keys = self.keys_for(header.kid.as_deref()).await?;
         let verified = keys.iter().any(|key| match (header.alg.as_str(), &key.key) {
             ("RS256", PublicKey::Rsa { n, e }) => {
@@ -277,7 +277,7 @@ impl OidcVerifier {
             Some(Audience::Many(many)) => many.as_slice(),
             None => &[],
         };
-        if !audiences.iter().any(|a| *a == self.audience) {
+        if !audiences.contains(&self.audience) {
             return Err(refused("is not for this sink's audience (TINGXIE_OIDC_AUDIENCE)"));
         }
         let leeway = LEEWAY.as_secs_f64();

@@ -105,7 +105,6 @@ impl Service {
         objects: Objects,
         metrics: Arc<Metrics>,
         tenants: Tenants,
-        oidc: Option<OidcVerifier>,
         history: History,
     ) -> Service {
         let callbacks = Callbacks::new(&config);
@@ -117,13 +116,18 @@ impl Service {
             objects,
             metrics,
             tenants,
-            oidc,
+            oidc: None,
             history: Arc::new(history),
             callbacks,
             record_key: tokio::sync::OnceCell::new(),
             flights: Mutex::new(HashMap::new()),
             instance,
         }
+    }
+
+    /// The platform's tokens on `POST /` are verified by `oidc` (TINGXIE_OIDC_ISSUER).
+    pub fn with_oidc(self, oidc: Option<OidcVerifier>) -> Service {
+        Service { oidc, ..self }
     }
 
     /// A queue place for `tenant`, within its class's share of the queue and its own limits
@@ -229,6 +233,9 @@ impl Service {
         let start = Start { asynchronous: true, callback_url: callback_url.clone(), ..origin.start(&work) };
         let entry = self.history.begin(start).await?;
         let record = entry.record().await;
+        if callback_url.is_some() {
+            self.history.mark_callback(&record.tenant, &record.id).await?;
+        }
         let service = Arc::clone(self);
         // Counted as in flight, so that a shutdown waits for it within its grace period.
         self.metrics.inflight.inc();
@@ -250,20 +257,63 @@ impl Service {
                 let result = entry.renewed_while(job).await;
                 drop(permit);
                 service.record_end(&entry, result.as_ref().map(|(done, _)| &done.transcript)).await;
-                if let Some(url) = callback_url {
-                    let mut body = serde_json::to_value(entry.record().await).expect("records serialise");
-                    if let Ok((_, transcript)) = result {
-                        body["result"] = transcript;
-                    }
-                    let id = entry.id().await;
-                    let delivered = service.callbacks.deliver(&entry, &url, &id, body.to_string().as_bytes()).await;
-                    service.metrics.callbacks.with_label_values(&[if delivered { "delivered" } else { "given_up" }]).inc();
+                if callback_url.is_some() {
+                    service.deliver_callback(&entry, result.ok().map(|(_, transcript)| transcript)).await;
                 }
                 service.metrics.inflight.dec();
             }
             .in_current_span(),
         );
         Ok(record)
+    }
+
+    /// Delivers the finished record of `entry` (with `result`, its transcript) to its
+    /// callback URL, renewing the record's lease meanwhile, and removes the pending marker.
+    async fn deliver_callback(&self, entry: &Entry, result: Option<serde_json::Value>) {
+        let record = entry.record().await;
+        let Some(callback) = &record.callback else { return };
+        let mut body = serde_json::to_value(&record).expect("records serialise");
+        if let Some(transcript) = result {
+            body["result"] = transcript;
+        }
+        let delivered = entry.renewed_while(self.callbacks.deliver(entry, &callback.url, &record.id, body.to_string().as_bytes())).await;
+        self.metrics.callbacks.with_label_values(&[if delivered { "delivered" } else { "given_up" }]).inc();
+        if let Err(e) = entry.update(|r| r.lease_until = None).await {
+            tracing::warn!(error = %e, "could not end a delivered callback's lease");
+        }
+        self.history.unmark_callback(&record.tenant, &record.id).await;
+    }
+
+    /// Every `TINGXIE_CLAIM_SECONDS`: callbacks whose process stopped before delivering them
+    /// (a shutdown's grace ran out, a crash) are taken over and delivered from here.
+    pub async fn sweep_callbacks(self: Arc<Self>) {
+        if !self.callbacks.enabled() {
+            return;
+        }
+        let mut every = tokio::time::interval(self.config.claim_lease());
+        loop {
+            every.tick().await;
+            let adopted = match self.history.adopt_callbacks(self.callbacks.attempts()).await {
+                Ok(adopted) => adopted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look for callbacks left undelivered");
+                    continue;
+                }
+            };
+            for entry in adopted {
+                let service = Arc::clone(&self);
+                service.metrics.inflight.inc();
+                tokio::spawn(async move {
+                    let record = entry.record().await;
+                    let result = match record.status {
+                        Status::Completed => service.history.result(&record.tenant, &record.id).await.ok().flatten(),
+                        _ => None,
+                    };
+                    service.deliver_callback(&entry, result).await;
+                    service.metrics.inflight.dec();
+                });
+            }
+        }
     }
 
     /// Writes the end of a transcription into its record; a failure to write is logged (the

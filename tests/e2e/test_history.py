@@ -408,3 +408,40 @@ def test_platform_events_are_recorded_for_the_tenant_they_name(keyed, s3, upload
     assert r.status_code == 200 and r.json()["text"] == reference_text("s06.wav"), r.text
     scans = listing(keyed, bearer("scans"))["data"]
     assert [(x["id"], x["source"], x["tenant"]) for x in scans] == [(r.json()["transcription_id"], f"s3://{BUCKET}/{key}", "scans")]
+
+
+def test_a_callback_left_undelivered_at_shutdown_is_delivered_by_another_replica(tmp_path, moto, s3, history_uri):
+    """Issue 28: a callback still being retried when its process stops (the shutdown's grace
+    ran out) is taken over by a replica sharing the history, which makes the attempts left."""
+    uri = f"{history_uri.rsplit('/', 2)[0]}/{uuid.uuid4().hex}/history"
+    port = free_port()
+    settings = dict(TINGXIE_HISTORY=uri, TINGXIE_CALLBACK_HOSTS=f"127.0.0.1:{port}", TINGXIE_CALLBACK_SECRET=SECRET,
+                    TINGXIE_CALLBACK_BACKOFF_SECONDS="4", TINGXIE_CLAIM_SECONDS="3", TINGXIE_SHUTDOWN_GRACE_SECONDS="1")
+    receiver = Receiver(port, statuses=(500, 500))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = Server(tmp_path / "a", moto, HOSTNAME="pod-a", **settings).wait_ready()
+    second = None
+    try:
+        r = post_multipart(first, "s04.wav", **{"async": "true", "callback_url": f"http://127.0.0.1:{port}/cb"})
+        assert r.status_code == 202, r.text
+        transcription = r.json()["id"]
+        wait_until(lambda: len(receiver.posts) >= 1, 120, "the first attempt")
+        # The next attempt is 4 s away; the process is told to stop and has 1 s.
+        assert first.terminate() == 0, first.logs()[-3000:]
+        assert len(receiver.posts) == 1
+        second = Server(tmp_path / "b", moto, HOSTNAME="pod-b", **settings).wait_ready()
+        wait_until(lambda: record(second, transcription)["callback"]["delivered"], 60, "the delivery taken over")
+    finally:
+        receiver.close()
+        if second is not None:
+            assert second.terminate() == 0, second.logs()[-3000:]
+    assert [h["x-tingxie-attempt"] for h, _ in receiver.posts] == ["1", "2", "3"]
+    for headers, body in receiver.posts:
+        assert hmac.compare_digest(headers["x-tingxie-signature"], signature(SECRET, headers, body))
+    delivered = json.loads(receiver.posts[-1][1])
+    assert delivered["id"] == transcription and delivered["status"] == "completed"
+    assert delivered["result"]["text"] == reference_text("s04.wav")
+    assert [a.get("status") for a in delivered["callback"]["attempts"]] == [500, 500]
+    bucket, prefix = uri.removeprefix("s3://").split("/", 1)
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/callbacks/"), "the marker is gone"

@@ -62,7 +62,7 @@ impl Callbacks {
 
     /// A `callback_url` this service may call: http(s) to a host of TINGXIE_CALLBACK_HOSTS.
     pub fn check(&self, url: &str) -> Result<()> {
-        if self.hosts.is_empty() || self.secret.is_empty() {
+        if !self.enabled() {
             return Err(invalid("callbacks are not enabled (TINGXIE_CALLBACK_HOSTS and TINGXIE_CALLBACK_SECRET)".into()));
         }
         let parsed = url::Url::parse(url).map_err(|e| invalid(format!("{}: {e}", quote(url))))?;
@@ -77,10 +77,24 @@ impl Callbacks {
         Ok(())
     }
 
-    /// Delivers `body` to the record's callback URL; true once a 2xx answer came.
+    /// True when callbacks may be asked for (hosts and a secret are configured).
+    pub fn enabled(&self) -> bool {
+        !self.hosts.is_empty() && !self.secret.is_empty()
+    }
+
+    /// Attempts at delivering one callback, in all (TINGXIE_CALLBACK_ATTEMPTS).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Delivers `body` to the record's callback URL, continuing after the attempts already
+    /// recorded (a delivery taken over from a process that stopped); true once a 2xx answer
+    /// came.
     pub async fn deliver(&self, entry: &Entry, url: &str, id: &str, body: &[u8]) -> bool {
-        for attempt in 1..=self.attempts {
-            if attempt > 1 {
+        let made = entry.record().await.callback.map_or(0, |c| c.attempts.len() as u32);
+        for attempt in made + 1..=self.attempts {
+            // A delivery taken over makes its first attempt at once; later ones back off.
+            if attempt > made + 1 {
                 tokio::time::sleep(self.backoff.saturating_mul(1 << (attempt - 2).min(16))).await;
             }
             let timestamp = format!("{}", unix_now() as u64);

@@ -118,10 +118,71 @@ impl History {
             let _ = self.put_record(&path, &record, update_mode(version)).await;
         }
         let result = match record.status {
-            Status::Completed if record.asynchronous => self.read_json(&self.path("results", tenant, id)).await?,
+            Status::Completed if record.asynchronous => self.result(tenant, id).await?,
             _ => None,
         };
         Ok((record, result))
+    }
+
+    /// Notes that the record `id` of `tenant` has a callback to deliver (`callbacks/TENANT/ID`),
+    /// so that another process finds it if this one stops before delivering it.
+    pub async fn mark_callback(&self, tenant: &str, id: &str) -> Result<()> {
+        let path = self.path("callbacks", tenant, id);
+        self.store.put(&path, PutPayload::from_static(b"{}")).await.map_err(|e| store_error("write", e))?;
+        Ok(())
+    }
+
+    /// The callback of `id` is delivered or given up.
+    pub async fn unmark_callback(&self, tenant: &str, id: &str) {
+        match self.store.delete(&self.path("callbacks", tenant, id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, id, "could not remove a delivered callback's marker"),
+        }
+    }
+
+    /// Records whose callback is still to deliver and whose owner stopped renewing them (a
+    /// process stopped mid-delivery, or mid-job), taken over by this process: each is written
+    /// with this process as its owner, conditionally on the version read, so of two takers one
+    /// wins (a store without conditional writes may let both deliver: callbacks are at least
+    /// once, and carry their transcription id).
+    pub async fn adopt_callbacks(self: &Arc<Self>, max_attempts: u32) -> Result<Vec<Entry>> {
+        let folder = self.prefix.clone().join("callbacks");
+        let markers: Vec<StorePath> =
+            self.store.list(Some(&folder)).map_ok(|meta| meta.location).try_collect().await.map_err(|e| store_error("list", e))?;
+        let mut adopted = Vec::new();
+        for marker in markers {
+            let parts: Vec<String> = marker.parts().map(|p| p.as_ref().to_string()).collect();
+            let [.., tenant, file] = parts.as_slice() else { continue };
+            let id = file.trim_end_matches(".json");
+            let path = self.path("records", tenant, id);
+            let Some((mut record, version)) = self.read(&path).await? else {
+                self.unmark_callback(tenant, id).await;
+                continue;
+            };
+            let now = unix_now();
+            record.settle(now);
+            if !record.callback_pending(max_attempts) {
+                self.unmark_callback(tenant, id).await;
+                continue;
+            }
+            if !record.is_finished() || !record.orphaned(now) {
+                continue;
+            }
+            tracing::info!(id, previous_owner = %record.owner, "taking over a callback whose process stopped");
+            record.owner = self.owner.clone();
+            record.lease_until = Some(now + self.lease.as_secs_f64());
+            match self.put_record(&path, &record, update_mode(version)).await {
+                Ok(written) => adopted.push(Entry { history: self.clone(), path, state: tokio::sync::Mutex::new((record, written)) }),
+                Err(object_store::Error::Precondition { .. }) => {}
+                Err(e) => return Err(store_error("write", e)),
+            }
+        }
+        Ok(adopted)
+    }
+
+    /// The stored transcript of the asynchronous job `id` of `tenant`, if any.
+    pub async fn result(&self, tenant: &str, id: &str) -> Result<Option<serde_json::Value>> {
+        self.read_json(&self.path("results", tenant, id)).await
     }
 
     /// A page of `tenant`'s records, newest first.

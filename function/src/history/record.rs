@@ -149,6 +149,16 @@ impl Record {
         matches!(self.status, Status::Completed | Status::Failed | Status::Interrupted)
     }
 
+    /// A callback not yet delivered, with attempts left of `max_attempts`.
+    pub fn callback_pending(&self, max_attempts: u32) -> bool {
+        self.callback.as_ref().is_some_and(|c| !c.delivered && c.attempts.len() < max_attempts as usize)
+    }
+
+    /// Nobody has promised to renew it by `now`.
+    pub fn orphaned(&self, now: f64) -> bool {
+        self.lease_until.is_none_or(|until| until < now)
+    }
+
     /// Marks a record whose owner stopped renewing it as interrupted; true when it changed.
     pub fn settle(&mut self, now: f64) -> bool {
         let expired = self.lease_until.is_some_and(|until| until < now);
@@ -173,7 +183,11 @@ impl Record {
         let now = unix_now();
         self.finished_at = Some(now);
         self.started_at.get_or_insert(now);
-        self.lease_until = None;
+        // A callback still to deliver keeps the owner's lease: another process takes the
+        // delivery over only once the owner stops renewing it.
+        if self.callback.as_ref().is_none_or(|c| c.delivered) {
+            self.lease_until = None;
+        }
         match outcome {
             Ok((language, seconds)) => {
                 self.status = Status::Completed;

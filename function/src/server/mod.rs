@@ -84,9 +84,11 @@ pub fn serve(config: ServeConfig) -> ExitCode {
     let engine = Engine::start(&config, catalog.clone(), metrics.clone(), phases, reserved);
     let bodies = web::Data::new(Bodies::new(&config, metrics.clone()));
     let replayed = web::Data::new(Replayed::default());
-    let service = web::Data::new(Service::new(config.clone(), catalog, engine.clone(), objects, metrics.clone(), tenants, oidc, history));
+    let service =
+        web::Data::new(Service::new(config.clone(), catalog, engine.clone(), objects, metrics.clone(), tenants, history).with_oidc(oidc));
     let system = actix_web::rt::System::new();
     let result = system.block_on(async move {
+        actix_web::rt::spawn(service.clone().into_inner().sweep_callbacks());
         let app_service = service.clone();
         let server = HttpServer::new(move || {
             App::new()
