@@ -442,6 +442,10 @@ def test_a_callback_left_undelivered_at_shutdown_is_delivered_by_another_replica
     delivered = json.loads(receiver.posts[-1][1])
     assert delivered["id"] == transcription and delivered["status"] == "completed"
     assert delivered["result"]["text"] == reference_text("s04.wav")
-    assert [a.get("status") for a in delivered["callback"]["attempts"]] == [500, 500]
+    # The body is the record as the taking-over delivery began: the first process's attempt.
+    assert [a.get("status") for a in delivered["callback"]["attempts"]] == [500]
     bucket, prefix = uri.removeprefix("s3://").split("/", 1)
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/callbacks/"), "the marker is gone"
+    stored = json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}/records/default/{transcription}.json")["Body"].read())
+    assert [a.get("status") for a in stored["callback"]["attempts"]] == [500, 500, 200] and stored["callback"]["delivered"] is True
+    assert stored["owner"].startswith("pod-b/") and "lease_until" not in stored, stored
