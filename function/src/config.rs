@@ -83,8 +83,10 @@ pub struct ServeConfig {
     #[arg(long, env = "TINGXIE_BODY_MEMORY_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub body_memory_bytes: u64,
     /// Longest audio accepted, in seconds (413 beyond), enforced while decoding: from the
-    /// duration the container declares, else by counting samples.
-    #[arg(long, env = "TINGXIE_MAX_AUDIO_SECONDS", default_value_t = 7200.0)]
+    /// duration the container declares, and by counting the 16 kHz samples. A request holds
+    /// ~240 kB per second of audio while it is computed and 64 kB/s while it waits, so 20
+    /// minutes fit the smallest pod the overlays set (knative/checks/consistency.py).
+    #[arg(long, env = "TINGXIE_MAX_AUDIO_SECONDS", default_value_t = 1200.0)]
     pub max_audio_seconds: f64,
     /// Requests that may wait for the engine while it computes one; more get 429.
     /// A pod therefore holds at most QUEUE_DEPTH + 1 requests (Knative containerConcurrency).

@@ -106,6 +106,28 @@ def config_default(name):
     return m.group(1).strip() if m else None
 
 
+def config_number(name):
+    """The clap default of env NAME as a number, when it is a literal or a product of them
+    (`100 * 1024 * 1024`)."""
+    text = config_default(name)
+    if text is None or not re.fullmatch(r"[\d.]+(\s*\*\s*[\d.]+)*", text):
+        return None
+    product = 1.0
+    for factor in text.split("*"):
+        product *= float(factor)
+    return product
+
+
+def quantity(text):
+    """A Kubernetes memory quantity (1536Mi, 4Gi, 2G, 1e9) in bytes."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?(?:e\d+)?)([KMGT]i?)?", str(text))
+    if not m:
+        raise ValueError(f"not a memory quantity: {text}")
+    scale = {None: 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+             "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
 def accepted_event_types():
     """The server's ACCEPTED_EVENT_TYPES: string literals, and `const NAME: &str = "..."`
     constants of function/src/events/ that it names (`s3::TRIGGERMESH_S3`, `REQUEST_EVENT_TYPE`)."""
@@ -259,6 +281,46 @@ def check_concurrency_and_timeouts(rendered):
             check(f"{overlay}: Trigger/{t['metadata']['name']} delivery: retries, exponential "
                   f"backoff, dead-letter sink, per-attempt timeout >= {timeout} s", ok,
                   json.dumps(dl))
+
+
+# Memory a request holds per second of its audio (measured with tests/e2e/test_memory.py; README,
+# TINGXIE_MAX_AUDIO_SECONDS). Waiting, or decoding: its 16 kHz f32 samples (64 kB/s; decoding
+# holds no more, whatever the input's rate or channels). Computing: the samples, their
+# reflect-padded copy, the STFT power spectrum and the log-mel spectrogram at once.
+WAITING_BYTES_PER_SECOND = 64_000
+COMPUTING_BYTES_PER_SECOND = 260_000
+# Of the pod's limit: the rest is for the allocator's slack, thread stacks and page cache.
+MEMORY_MARGIN = 0.8
+MiB = 2**20
+
+
+def check_memory(rendered):
+    """A full pod fits its memory limit: the model and its working set (the overlay's
+    tingxie.dev/assumed-model-memory), every buffered body (the body budget), one request
+    computing and the others waiting, each at the longest audio allowed, the overlay's and the
+    server's default alike."""
+    default_audio = config_number("TINGXIE_MAX_AUDIO_SECONDS")
+    check("TINGXIE_MAX_AUDIO_SECONDS has a literal default", default_audio is not None)
+    for overlay, docs in rendered.items():
+        svc, spec, ctr, _ = tingxie_parts(docs)
+        env = env_of(ctr)
+
+        def setting(name):
+            return float(env.get(name) or config_number(name) or 0)
+
+        cc = spec.get("containerConcurrency") or 0
+        model = quantity(svc["metadata"].get("annotations", {}).get("tingxie.dev/assumed-model-memory", "0"))
+        check(f"{overlay}: tingxie.dev/assumed-model-memory set", model > 0)
+        limit = quantity(ctr.get("resources", {}).get("limits", {}).get("memory", "0"))
+        event_body = setting("TINGXIE_MAX_BODY_BYTES") // 3 * 4 + 64 * 1024
+        bodies = max(setting("TINGXIE_BODY_MEMORY_BYTES"), 2 * event_body)
+        per_second = COMPUTING_BYTES_PER_SECOND + (cc - 1) * WAITING_BYTES_PER_SECOND
+        for label, audio in (("", setting("TINGXIE_MAX_AUDIO_SECONDS")), (" (server default)", default_audio or 0)):
+            need = model + bodies + audio * per_second
+            check(f"{overlay}: a full pod fits its memory{label}: {model / MiB:.0f} MiB model + "
+                  f"{bodies / MiB:.0f} MiB bodies + {audio:g} s x ({COMPUTING_BYTES_PER_SECOND // 1000} + "
+                  f"{cc - 1} x {WAITING_BYTES_PER_SECOND // 1000}) kB/s = {need / MiB:.0f} MiB <= "
+                  f"{MEMORY_MARGIN:.0%} of {limit / MiB:.0f} MiB", need <= MEMORY_MARGIN * limit)
 
 
 def benchmark_rtf():
@@ -536,6 +598,7 @@ def main():
         check_server_routes(rendered, mon)
         check_env_names(rendered)
         check_concurrency_and_timeouts(rendered)
+        check_memory(rendered)
         check_triggers(rendered)
         check_features(rendered, args.features)
         check_prewarm(rendered)

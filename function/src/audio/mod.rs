@@ -3,6 +3,9 @@
 //! Containers/codecs: WAV (PCM 8/16/24/32-bit integer, 32/64-bit float, A-law, mu-law), FLAC,
 //! MP3, Ogg/Vorbis and Ogg/Opus (libopus through `symphonia-adapter-libopus`). Channels are
 //! averaged; other sample rates are resampled with rubato's FFT (windowed-sinc) resampler.
+//! Both happen packet by packet as the stream decodes, so what a decode holds is its 16 kHz mono
+//! output (bounded by the duration limit) plus one packet and one resampler chunk, however high
+//! the input's rate or many its channels.
 //! Encoder delay and padding are removed where the container records them (LAME/Xing header
 //! for MP3, pre-skip and end granule for Opus), so decoded files have their true duration.
 
@@ -12,7 +15,9 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::OnceLock;
 
-use symphonia::core::audio::GenericAudioBufferRef;
+use symphonia::core::audio::conv::FromSample;
+use symphonia::core::audio::sample::Sample;
+use symphonia::core::audio::{Audio, AudioBuffer, GenericAudioBufferRef};
 use symphonia::core::codecs::audio::well_known::*;
 use symphonia::core::codecs::audio::{AudioCodecId, AudioDecoderOptions};
 use symphonia::core::codecs::registry::CodecRegistry;
@@ -28,7 +33,7 @@ use crate::error::{Error, Result};
 mod resample;
 mod sniff;
 
-use resample::resample;
+use resample::To16k;
 use sniff::{check_wav_header, describe_unrecognized};
 
 /// The sample rate Whisper expects, and the rate of everything this module returns.
@@ -42,8 +47,8 @@ const MAX_RATE: u32 = 768_000;
 /// How far into the input the first audio frame may be (after tags or junk).
 const MAX_PROBE_DEPTH: u32 = 16 << 20;
 
-/// Most samples reserved up front from a declared length (a header may lie).
-const MAX_RESERVED_FRAMES: f64 = (1u64 << 26) as f64;
+/// Most 16 kHz samples reserved up front from a declared length (a header may lie).
+const MAX_RESERVED_SAMPLES: f64 = (1u64 << 26) as f64;
 
 /// How much of the input is kept aside to explain failures (WAV header, magic numbers).
 const HEAD_LEN: usize = 4096;
@@ -84,17 +89,15 @@ fn decode_source(source: Box<dyn MediaSource>, head: &[u8], hint: Option<&str>, 
     let hint = make_hint(hint);
     // Symphonia is meant to return errors on bad input, but it is a large parser fed untrusted
     // bytes: a panic in it (or in the resampler) must fail this request, not the process.
-    let mut samples = panic::catch_unwind(AssertUnwindSafe(|| {
-        demux_and_decode(source, &hint, head, max_seconds).and_then(|(samples, rate)| resample(samples, rate))
-    }))
-    .unwrap_or_else(|payload| {
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        Err(Error::InvalidAudio(format!("decoder failed on malformed data ({msg})")))
-    })?;
+    let mut samples =
+        panic::catch_unwind(AssertUnwindSafe(|| demux_and_decode(source, &hint, head, max_seconds))).unwrap_or_else(|payload| {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Error::InvalidAudio(format!("decoder failed on malformed data ({msg})")))
+        })?;
     // Float WAVs may hold NaN or values past full scale, and band-limiting can overshoot
     // slightly on clipped input: keep the documented [-1, 1] contract.
     for s in &mut samples {
@@ -141,8 +144,8 @@ fn make_hint(hint: Option<&str>) -> Hint {
     out
 }
 
-/// Returns the mono samples and their sample rate.
-fn demux_and_decode(source: Box<dyn MediaSource>, hint: &Hint, head: &[u8], max_seconds: f64) -> Result<(Vec<f32>, u32)> {
+/// Returns the mono samples at 16 kHz.
+fn demux_and_decode(source: Box<dyn MediaSource>, hint: &Hint, head: &[u8], max_seconds: f64) -> Result<Vec<f32>> {
     let mss = MediaSourceStream::new(source, Default::default());
     let mut format = probe().probe(hint, mss, FormatOptions::default(), MetadataOptions::default()).map_err(|e| match e {
         // No reader claimed the data (other `Unsupported` errors come from a reader that
@@ -177,13 +180,15 @@ fn demux_and_decode(source: Box<dyn MediaSource>, hint: &Hint, head: &[u8], max_
         e => sym_error("cannot initialise decoder", e),
     })?;
 
-    // Room for the declared length at once (no doubling past the limit); at most the limit.
-    let max_frames = max_seconds * f64::from(declared_rate);
-    // (Bounded again: a header may lie about a length the limit allows.)
-    let expected = declared_frames.map_or(0.0, |f| f as f64).min(max_frames).min(MAX_RESERVED_FRAMES);
-    let mut mono = Vec::with_capacity(expected as usize);
-    let mut rate = None;
-    let mut planes: Vec<Vec<f32>> = Vec::new();
+    // The limit counts 16 kHz output, so neither the input's rate nor its channels change what
+    // it allows to be held.
+    let max_samples = max_seconds * f64::from(SAMPLE_RATE);
+    // Room for the declared length at once (no doubling), at most the limit (and bounded again:
+    // a header may lie about a length the limit allows).
+    let declared_samples = declared_frames.map_or(0.0, |f| f as f64 * f64::from(SAMPLE_RATE) / f64::from(declared_rate));
+    let capacity = declared_samples.min(max_samples).min(MAX_RESERVED_SAMPLES) as usize;
+    let mut out: Option<To16k> = None;
+    let mut mono = Vec::new();
     let mut skipped = 0usize;
     let mut last_error: Option<String> = None;
     // How far into the stream the packets read reach, in the track's time base.
@@ -216,11 +221,20 @@ fn demux_and_decode(source: Box<dyn MediaSource>, hint: &Hint, head: &[u8], max_
         reached = reached.max(packet.pts.get().max(0) as u64 + packet.dur.get());
         match decoder.decode(&packet) {
             Ok(buf) => {
-                let r = buf.spec().rate();
-                if *rate.get_or_insert(r) == r {
-                    append_mono(&buf, &mut planes, &mut mono);
-                    if mono.len() as f64 > max_seconds * f64::from(r) {
-                        return Err(too_long(mono.len() as f64 / f64::from(r), max_seconds, "over"));
+                let rate = buf.spec().rate();
+                // The track's declared rate was validated; the decoder's own rate is what counts.
+                if out.is_none() {
+                    if !(MIN_RATE..=MAX_RATE).contains(&rate) {
+                        return Err(Error::UnsupportedAudio(format!("sample rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz")));
+                    }
+                    out = Some(To16k::new(rate, capacity)?);
+                }
+                let out = out.as_mut().expect("set above");
+                if out.rate() == rate {
+                    downmix(&buf, &mut mono);
+                    out.push(&mono)?;
+                    if out.output_len() as f64 > max_samples {
+                        return Err(too_long(out.output_len() as f64 / f64::from(SAMPLE_RATE), max_seconds, "over"));
                     }
                 } else {
                     // A mid-stream rate change (possible in MP3) cannot join one signal.
@@ -243,7 +257,7 @@ fn demux_and_decode(source: Box<dyn MediaSource>, hint: &Hint, head: &[u8], max_
         }
     }
 
-    if mono.is_empty() {
+    let Some(out) = out.filter(|o| o.frames_in() > 0) else {
         let why = match last_error {
             Some(e) if skipped > 0 => {
                 format!("no audio samples decoded ({skipped} packets failed; last error: {e})")
@@ -252,7 +266,7 @@ fn demux_and_decode(source: Box<dyn MediaSource>, hint: &Hint, head: &[u8], max_
             None => "no audio samples decoded (the stream is empty)".to_string(),
         };
         return Err(Error::InvalidAudio(why));
-    }
+    };
     // Packets that reach well short of the declared end (skipped corrupt packets do not count:
     // they still advance the position).
     if let Some(frames) = declared_frames {
@@ -261,12 +275,7 @@ fn demux_and_decode(source: Box<dyn MediaSource>, hint: &Hint, head: &[u8], max_
             return Err(truncated(reached, Some(frames), declared_rate));
         }
     }
-    // The track's declared rate was validated; the decoder's own rate is what counts.
-    let rate = rate.unwrap_or(SAMPLE_RATE);
-    if !(MIN_RATE..=MAX_RATE).contains(&rate) {
-        return Err(Error::UnsupportedAudio(format!("sample rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz")));
-    }
-    Ok((mono, rate))
+    out.finish()
 }
 
 fn truncated(reached: u64, declared: Option<u64>, rate: u32) -> Error {
@@ -287,18 +296,41 @@ fn time_base_is_frames(tracks: &[symphonia::core::formats::Track], track_id: u32
     tracks.iter().find(|t| t.id == track_id).and_then(|t| t.time_base).is_none_or(|tb| tb.numer.get() == 1 && tb.denom.get() == rate)
 }
 
-/// Appends one decoded buffer to `out`, averaging its channels.
-fn append_mono(buf: &GenericAudioBufferRef<'_>, planes: &mut Vec<Vec<f32>>, out: &mut Vec<f32>) {
-    // Integer samples become f32 by plain division (i16: s / 32768), so 16-bit mono input
-    // comes out bit-identical to numpy's `int16 / 32768.0`.
-    buf.copy_to_vecs_planar::<f32>(planes);
-    match planes.as_slice() {
-        [] => {}
-        [only] => out.extend_from_slice(only),
-        all => {
-            let n = all.len() as f32;
-            out.extend((0..all[0].len()).map(|i| all.iter().map(|p| p[i]).sum::<f32>() / n));
-        }
+/// One decoded buffer as mono `f32` in `out` (replacing what it held), its channels averaged.
+fn downmix(buf: &GenericAudioBufferRef<'_>, out: &mut Vec<f32>) {
+    match buf {
+        GenericAudioBufferRef::U8(b) => downmix_planes(b, out),
+        GenericAudioBufferRef::U16(b) => downmix_planes(b, out),
+        GenericAudioBufferRef::U24(b) => downmix_planes(b, out),
+        GenericAudioBufferRef::U32(b) => downmix_planes(b, out),
+        GenericAudioBufferRef::S8(b) => downmix_planes(b, out),
+        GenericAudioBufferRef::S16(b) => downmix_planes(b, out),
+        GenericAudioBufferRef::S24(b) => downmix_planes(b, out),
+        GenericAudioBufferRef::S32(b) => downmix_planes(b, out),
+        GenericAudioBufferRef::F32(b) => downmix_planes(b, out),
+        GenericAudioBufferRef::F64(b) => downmix_planes(b, out),
+    }
+}
+
+/// Sums the planes straight from the decoder's buffer (no per-channel copy) in channel order,
+/// then divides, as averaging copied planes did. Integer samples become f32 by plain division
+/// (i16: s / 32768), so 16-bit mono input comes out bit-identical to numpy's `int16 / 32768.0`.
+fn downmix_planes<S: Sample>(buf: &AudioBuffer<S>, out: &mut Vec<f32>)
+where
+    f32: FromSample<S>,
+{
+    out.clear();
+    let mut planes = buf.iter_planes();
+    let Some(first) = planes.next() else { return };
+    out.extend(first.iter().map(|&s| f32::from_sample(s)));
+    let mut count = 1u32;
+    for plane in planes {
+        out.iter_mut().zip(plane).for_each(|(m, &s)| *m += f32::from_sample(s));
+        count += 1;
+    }
+    if count > 1 {
+        let n = count as f32;
+        out.iter_mut().for_each(|m| *m /= n);
     }
 }
 

@@ -177,7 +177,7 @@ fn lossy_reencodings_are_gapless_and_aligned() {
 #[test]
 fn resampler_is_time_aligned_and_band_limited() {
     let tone = |rate: u32, k: usize, f: f64| 0.5 * (2.0 * PI * f * k as f64 / rate as f64).sin();
-    for rate in [8_000, 11_025, 22_050, 32_000, 44_100, 48_000, 96_000, 44_099] {
+    for rate in [8_000, 11_025, 22_050, 32_000, 44_100, 48_000, 96_000, 44_099, 655_000, 768_000] {
         let n = rate as usize; // one second
                                // 1 kHz must pass unchanged; 9 kHz (above 8 kHz Nyquist) must be removed.
         let input: Vec<f32> =
@@ -188,6 +188,50 @@ fn resampler_is_time_aligned_and_band_limited() {
         // 1 kHz tone sampled at 16 kHz: no delay, no gain change, no alias of 9 kHz.
         let err = (1600..14_400).map(|k| (got[k] as f64 - tone(16_000, k, 1000.0)).abs()).fold(0.0, f64::max);
         assert!(err < 2e-4, "{rate} Hz: max error {err}");
+    }
+}
+
+/// The whole clip resampled in one call by the same resampler, as before resampling was chunked.
+fn resample_whole(samples: &[f32], rate: u32) -> Vec<f32> {
+    use rubato::audioadapter_buffers::direct::InterleavedSlice;
+    use rubato::Resampler;
+    let input = InterleavedSlice::new(samples, 1, samples.len()).unwrap();
+    let mut out = resample::fft(rate).unwrap().process_all(&input, samples.len(), None).unwrap().take_data();
+    out.truncate((samples.len() as f64 * 16_000.0 / rate as f64).round() as usize);
+    out
+}
+
+#[test]
+fn chunked_resampling_equals_resampling_the_whole_clip() {
+    // Pushes of every size, from single samples to more than a chunk, and lengths that end on,
+    // just past and well inside a chunk.
+    let sizes = [1, 7, 1152, 4096, 65_535, 200_000];
+    for (rate, n) in [
+        (8_000, 12_345),
+        (44_100, 441_000),
+        (48_000, 10),
+        (96_000, 300_001),
+        (655_000, 1_310_000),
+        (768_000, 98_304 * 3),
+        (44_099, 100_000),
+    ] {
+        let input: Vec<f32> = (0..n).map(|k| (0.3 * (k as f64 * 0.001).sin() + 0.2 * (k as f64 * 0.37).sin()) as f32).collect();
+        let want = resample_whole(&input, rate);
+        let mut stream = To16k::new(rate, 0).unwrap();
+        let mut rest = &input[..];
+        for size in sizes.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (now, later) = rest.split_at((*size).min(rest.len()));
+            stream.push(now).unwrap();
+            rest = later;
+        }
+        let got = stream.finish().unwrap();
+        assert_eq!(got.len(), (n as f64 * 16_000.0 / rate as f64).round() as usize, "{n} samples at {rate} Hz");
+        assert_eq!(got.len(), want.len(), "{rate} Hz");
+        let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(err <= 1e-6, "{rate} Hz: max difference {err}");
     }
 }
 

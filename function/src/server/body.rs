@@ -2,6 +2,12 @@
 //! against three bounds: a byte limit (refused as soon as it is crossed, or at once from
 //! Content-Length), a deadline (a client that stalls frees its place with 408) and the memory
 //! that all buffered bodies may take together (429 past it).
+//!
+//! A body's share of that memory is reserved as its bytes arrive, a [`STEP`] at a time, never
+//! from its Content-Length: one largest event, read and parsed, is the whole budget, so a client
+//! that declared one and sent it slowly would otherwise turn everyone else away with 429 until
+//! its deadline. Capping one request's share instead (at half the budget) would refuse that
+//! event or double the budget. A slow client holds what it has sent, for its deadline at most.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -53,7 +59,7 @@ pub struct Bodies {
     metrics: Arc<Metrics>,
 }
 
-/// Memory reserved for one body, returned to the budget when dropped.
+/// Memory reserved for a body, returned to the budget when dropped.
 struct Reserved {
     _kib: tokio::sync::OwnedSemaphorePermit,
     bytes: u64,
@@ -95,26 +101,24 @@ impl Bodies {
         Deadline { at: Instant::now() + self.timeout, seconds: self.timeout.as_secs() }
     }
 
-    /// Takes `bytes` more of the budget for the request holding `permit`, or refuses (429).
-    pub fn reserve(&self, permit: &mut Permit, bytes: u64) -> Result<()> {
+    /// Takes `bytes` of the budget, or refuses (429).
+    fn take(&self, bytes: u64) -> Result<Reserved> {
         let kib = u32::try_from(bytes.div_ceil(1024)).map_err(|_| self.over_budget())?;
         let taken = self.budget.clone().try_acquire_many_owned(kib).map_err(|_| {
             self.metrics.rejected.with_label_values(&["body_memory"]).inc();
             self.over_budget()
         })?;
         self.metrics.body_bytes.add(bytes as i64);
-        permit.hold(Reserved { _kib: taken, bytes, metrics: self.metrics.clone() });
-        Ok(())
+        Ok(Reserved { _kib: taken, bytes, metrics: self.metrics.clone() })
     }
 
-    /// Grows a reservation of `reserved` bytes to cover `needed`, in steps, never past `limit`;
-    /// returns the new reservation.
+    /// Grows a reservation of `reserved` bytes to cover `needed`, in steps, never past `limit`,
+    /// for the request holding `permit`; returns the new reservation.
     pub fn reserve_up_to(&self, permit: &mut Permit, reserved: u64, needed: u64, limit: u64) -> Result<u64> {
-        if needed <= reserved {
-            return Ok(reserved);
+        let more = step(reserved, needed, limit);
+        if more > 0 {
+            permit.hold(self.take(more)?);
         }
-        let more = (needed - reserved).next_multiple_of(STEP).min(limit.saturating_sub(reserved)).max(needed - reserved);
-        self.reserve(permit, more)?;
         Ok(reserved + more)
     }
 
@@ -123,39 +127,150 @@ impl Bodies {
     }
 
     /// Reads the whole body of a request that holds `permit`, reserving `copies` times its
-    /// size: a JSON body is parsed into a second copy of about its size while the first is
-    /// still held.
-    pub async fn read(
+    /// size as it arrives: a JSON body is parsed into a second copy of about its size while the
+    /// first is still held.
+    pub async fn read(&self, req: &HttpRequest, payload: web::Payload, limit: u64, permit: &mut Permit, copies: u64) -> Result<Vec<u8>> {
+        let (body, reserved) = self.deadline().within(self.read_reserving(content_length(req), payload, limit, copies)).await?;
+        permit.hold(reserved);
+        Ok(body)
+    }
+
+    /// The body and the reservations it took (freed if the read fails).
+    async fn read_reserving(
         &self,
-        req: &HttpRequest,
+        declared: Option<u64>,
         mut payload: web::Payload,
         limit: u64,
-        permit: &mut Permit,
         copies: u64,
-    ) -> Result<Vec<u8>> {
-        let declared = content_length(req);
+    ) -> Result<(Vec<u8>, Vec<Reserved>)> {
         if declared.is_some_and(|len| len > limit) {
             return Err(too_large("the request body", limit, "TINGXIE_MAX_BODY_BYTES"));
         }
-        let mut reserved = declared.unwrap_or(0);
-        self.reserve(permit, reserved * copies)?;
-        let read = async {
-            let mut body = Vec::with_capacity(reserved as usize);
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(payload_error)?;
-                let len = (body.len() + chunk.len()) as u64;
-                if len > limit {
-                    return Err(too_large("the request body", limit, "TINGXIE_MAX_BODY_BYTES"));
-                }
-                if len > reserved {
-                    let more = self.reserve_up_to(permit, reserved, len, limit)? - reserved;
-                    self.reserve(permit, more * (copies - 1))?;
-                    reserved += more;
-                }
-                body.extend_from_slice(&chunk);
+        // Steps never pass the declared length (actix ends the body there).
+        let most = declared.unwrap_or(limit);
+        let (mut reserved, mut taken) = (0, Vec::new());
+        // Pages of the capacity are only resident once written, as the bytes arrive.
+        let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(payload_error)?;
+            let len = (body.len() + chunk.len()) as u64;
+            if len > limit {
+                return Err(too_large("the request body", limit, "TINGXIE_MAX_BODY_BYTES"));
             }
-            Ok(body)
-        };
-        self.deadline().within(read).await
+            let more = step(reserved, len, most);
+            if more > 0 {
+                taken.push(self.take(more * copies)?);
+                reserved += more;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((body, taken))
+    }
+}
+
+/// Bytes to add to a reservation of `reserved` so that it covers `needed`: whole steps, not
+/// past `limit` unless `needed` is.
+fn step(reserved: u64, needed: u64, limit: u64) -> u64 {
+    if needed <= reserved {
+        return 0;
+    }
+    (needed - reserved).next_multiple_of(STEP).min(limit.saturating_sub(reserved)).max(needed - reserved)
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{dev, FromRequest};
+    use bytes::Bytes;
+    use clap::Parser;
+    use futures::channel::mpsc;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: ServeConfig,
+    }
+
+    /// Bodies with the smallest budget: one largest event, read and parsed.
+    fn bodies(max_body: u64) -> Bodies {
+        let cli = Cli::parse_from(["tingxie", "--body-memory-bytes", "0", "--max-body-bytes", &max_body.to_string()]);
+        Bodies::new(&cli.config, Arc::new(Metrics::new()))
+    }
+
+    /// A body whose bytes the test sends when it likes.
+    async fn streamed() -> (mpsc::UnboundedSender<std::result::Result<Bytes, PayloadError>>, web::Payload) {
+        let (tx, rx) = mpsc::unbounded();
+        let req = actix_web::test::TestRequest::default().to_http_request();
+        let payload = web::Payload::from_request(&req, &mut dev::Payload::Stream { payload: Box::pin(rx) }).await.unwrap();
+        (tx, payload)
+    }
+
+    async fn whole(bytes: usize) -> web::Payload {
+        let (tx, payload) = streamed().await;
+        tx.unbounded_send(Ok(Bytes::from(vec![b'x'; bytes]))).unwrap();
+        payload
+    }
+
+    fn held(bodies: &Bodies) -> u64 {
+        bodies.metrics.body_bytes.get() as u64
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_is_reserved_as_its_bytes_arrive() {
+        let max_body = 3 * STEP;
+        let bodies = bodies(max_body);
+        let largest = bodies.budget_bytes / 2;
+        // A client declares the largest event and sends a little of it, then stalls.
+        let (slow_tx, slow_payload) = streamed().await;
+        let slow = bodies.read_reserving(Some(largest), slow_payload, largest, 2);
+        tokio::pin!(slow);
+        slow_tx.unbounded_send(Ok(Bytes::from(vec![b'{'; 1000]))).unwrap();
+        assert!(futures::poll!(&mut slow).is_pending());
+        assert_eq!(held(&bodies), 2 * STEP, "one step, twice (JSON is parsed into a second copy)");
+
+        // Meanwhile another client's largest audio body is read in full.
+        let (body, other) = bodies.read_reserving(Some(max_body), whole(max_body as usize).await, max_body, 1).await.unwrap();
+        assert_eq!((body.len() as u64, held(&bodies)), (max_body, 2 * STEP + max_body));
+        drop(other);
+
+        // The slow body, once whole, holds its size twice; all of it is freed with it.
+        slow_tx.unbounded_send(Ok(Bytes::from(vec![b'x'; largest as usize - 1000]))).unwrap();
+        drop(slow_tx);
+        let (body, reserved) = slow.await.unwrap();
+        assert_eq!((body.len() as u64, held(&bodies)), (largest, 2 * largest));
+        drop(reserved);
+        assert_eq!(held(&bodies), 0);
+    }
+
+    #[tokio::test]
+    async fn reservations_stop_at_the_declared_length_and_the_budget() {
+        let bodies = bodies(3 * STEP);
+        // A short declared body reserves its length, not a step; one of unknown length a step.
+        let (_, short) = bodies.read_reserving(Some(1000), whole(1000).await, 3 * STEP, 2).await.unwrap();
+        assert_eq!(held(&bodies), 2000);
+        let (_, unknown) = bodies.read_reserving(None, whole(1000).await, 3 * STEP, 1).await.unwrap();
+        assert_eq!(held(&bodies), 2000 + STEP);
+        drop((short, unknown));
+        // Past the byte limit: 413, declared or counted.
+        let too_large = bodies.read_reserving(Some(3 * STEP + 1), whole(1).await, 3 * STEP, 1).await;
+        assert!(matches!(too_large, Err(Error::TooLarge(_))));
+        let too_large = bodies.read_reserving(None, whole(3 * STEP as usize + 1).await, 3 * STEP, 1).await;
+        assert!(matches!(too_large, Err(Error::TooLarge(_))));
+        // Past the budget: 429, and what the failed read had taken is back.
+        let all = bodies.take(bodies.budget_bytes - STEP / 2).unwrap();
+        let busy = bodies.read_reserving(None, whole(STEP as usize).await, 3 * STEP, 1).await;
+        assert!(matches!(busy, Err(Error::Busy(_))));
+        drop(all);
+        assert_eq!(held(&bodies), 0);
+    }
+
+    #[test]
+    fn steps_cover_what_arrived_within_the_limit() {
+        assert_eq!(step(0, 1, 10 * STEP), STEP);
+        assert_eq!(step(STEP, STEP, 10 * STEP), 0);
+        assert_eq!(step(STEP, STEP + 1, 10 * STEP), STEP);
+        assert_eq!(step(0, 10, 100), 100);
+        assert_eq!(step(0, 200, 100), 200, "never less than what arrived");
     }
 }
