@@ -106,8 +106,11 @@ fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
-fn decode_part(part: &str, what: &str) -> Result<Vec<u8>> {
-    URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).map_err(|_| refused(format!("has a {what} that is not base64url")))
+/// One part of a token as JSON text: base64url, then UTF-8 (serde would let invalid bytes
+/// pass in fields it skips).
+fn decode_part(part: &str, what: &str) -> Result<String> {
+    let bytes = URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).map_err(|_| refused(format!("has a {what} that is not base64url")))?;
+    String::from_utf8(bytes).map_err(|_| refused(format!("has a {what} that is not UTF-8")))
 }
 
 /// True when `text` has the shape of a JWT (three base64url parts), so that a bearer value
@@ -242,12 +245,12 @@ impl OidcVerifier {
         let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(refused("is not a JWT (three base64url parts)"));
         };
-        let header: Header =
-            serde_json::from_slice(&decode_part(header, "header")?).map_err(|_| refused("has a header that is not JSON"))?;
+        let header: Header = serde_json::from_str(&decode_part(header, "header")?).map_err(|_| refused("has a header that is not JSON"))?;
         if !matches!(header.alg.as_str(), "RS256" | "ES256") {
             return Err(refused(format!("is signed with {}; RS256 or ES256 is required", quote(&header.alg))));
         }
-        let signature = decode_part(signature, "signature")?;
+        let signature =
+            URL_SAFE_NO_PAD.decode(signature.trim_end_matches('=')).map_err(|_| refused("has a signature that is not base64url"))?;
         let message = &token.as_bytes()[..header_and_payload_len(token)];
         let keys = self.keys_for(header.kid.as_deref()).await?;
         let verified = keys.iter().any(|key| match (header.alg.as_str(), &key.key) {
@@ -263,7 +266,7 @@ impl OidcVerifier {
             return Err(refused("is not signed by a key of the configured issuer (TINGXIE_OIDC_JWKS)"));
         }
         let claims: Claims =
-            serde_json::from_slice(&decode_part(payload, "payload")?).map_err(|_| refused("has claims that are not JSON"))?;
+            serde_json::from_str(&decode_part(payload, "payload")?).map_err(|_| refused("has claims that are not JSON"))?;
         self.check_claims(&claims, unix_now())?;
         Ok(Sender { subject: claims.sub.unwrap_or_default() })
     }

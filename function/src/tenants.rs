@@ -176,7 +176,8 @@ fn sha256(text: &str) -> [u8; 32] {
 fn parse_hash(line: usize, text: &str) -> Result<[u8; 32]> {
     let hex = text.strip_prefix("sha256:").ok_or_else(|| invalid(line, format!("key {} is not sha256:HEX", quote(text))))?;
     let mut hash = [0u8; 32];
-    if hex.len() != 64 {
+    // ASCII first: the digits are sliced two bytes at a time.
+    if hex.len() != 64 || !hex.is_ascii() {
         return Err(invalid(line, "a key's SHA-256 has 64 hex digits".into()));
     }
     for (i, byte) in hash.iter_mut().enumerate() {
@@ -513,6 +514,8 @@ research batch key=sha256:60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f
         for (text, needle) in [
             ("a gold", "class"),
             ("a batch key=abc", "sha256"),
+            // Found by fuzzing: 64 bytes, not 64 digits (a multi-byte character) once panicked.
+            ("a batch key=sha256:\u{e9}f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a0", "64 hex digits"),
             ("a batch queued=x", "whole number"),
             ("a batch colour=red", "unknown field"),
             ("a batch source=bucket-only", "URI prefix"),
