@@ -113,15 +113,23 @@ impl Target for Tokens {
                 if !self.signed.contains(message) {
                     panic!("property: a token this target did not sign was accepted: {token:.200}");
                 }
-                let claims: serde_json::Value = token
+                // Read as the verifier reads them: unknown fields skipped, however deep.
+                #[derive(serde::Deserialize)]
+                struct Seen {
+                    iss: Option<String>,
+                    aud: Option<serde_json::Value>,
+                    exp: Option<f64>,
+                }
+                let seen: Option<Seen> = token
                     .split('.')
                     .nth(1)
                     .and_then(|p| URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok())
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                    .unwrap_or_default();
-                let audience_ok = claims["aud"] == AUDIENCE || claims["aud"].as_array().is_some_and(|a| a.iter().any(|x| x == AUDIENCE));
-                if claims["iss"] != ISSUER || !audience_ok || !claims["exp"].is_number() {
-                    panic!("property: accepted claims {claims} are not the issuer's for the audience");
+                    .and_then(|b| serde_json::from_slice(&b).ok());
+                let Some(Seen { iss, aud, exp }) = seen else { panic!("property: accepted claims that do not parse: {token:.200}") };
+                let aud = aud.unwrap_or_default();
+                let audience_ok = aud == AUDIENCE || aud.as_array().is_some_and(|a| a.iter().any(|x| x == AUDIENCE));
+                if iss.as_deref() != Some(ISSUER) || !audience_ok || exp.is_none() {
+                    panic!("property: accepted claims ({iss:?}, {aud}, {exp:?}) are not the issuer's for the audience");
                 }
                 "accepted".to_string()
             }
