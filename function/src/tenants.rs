@@ -302,9 +302,9 @@ impl Tenants {
         }
     }
 
-    /// True when `value` (an `Authorization` header) holds one of the configured keys.
-    pub fn is_key(&self, value: &str) -> bool {
-        bearer(value).is_some_and(|key| self.by_key.contains_key(&sha256(key)))
+    /// True when `key` (a bearer credential) is one of the configured keys.
+    pub fn is_key(&self, key: &str) -> bool {
+        self.by_key.contains_key(&sha256(key))
     }
 
     /// The name of the header a mesh sets, if one is trusted.
@@ -430,7 +430,7 @@ impl Drop for TenantHold {
 }
 
 /// The `Authorization` value's bearer credential.
-fn bearer(value: &str) -> Option<&str> {
+pub fn bearer(value: &str) -> Option<&str> {
     value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim).filter(|k| !k.is_empty())
 }
 

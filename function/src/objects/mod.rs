@@ -89,16 +89,21 @@ fn store_error(uri: &str, e: object_store::Error) -> Error {
 /// A local path the client chose that cannot name a file: the request's fault (400), said
 /// without the server's paths.
 fn local_fault(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    match io_cause(e)?.raw_os_error()? {
+        libc::ENOTDIR => Some("a part of the path is not a folder"),
+        libc::ELOOP => Some("the path has too many levels of links"),
+        libc::EISDIR => Some("the path is a folder, not a file"),
+        libc::ENAMETOOLONG => Some("a name in the path is too long"),
+        _ => None,
+    }
+}
+
+/// The first I/O error in `e`'s chain of causes (a local file system's failure).
+fn io_cause<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e std::io::Error> {
     let mut cause = Some(e);
     while let Some(error) = cause {
-        if let Some(code) = error.downcast_ref::<std::io::Error>().and_then(|io| io.raw_os_error()) {
-            return match code {
-                libc::ENOTDIR => Some("a part of the path is not a folder"),
-                libc::ELOOP => Some("the path has too many levels of links"),
-                libc::EISDIR => Some("the path is a folder, not a file"),
-                libc::ENAMETOOLONG => Some("a name in the path is too long"),
-                _ => None,
-            };
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return Some(io);
         }
         cause = error.source();
     }
@@ -108,14 +113,7 @@ fn local_fault(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
 /// The store refused a name as too long (a local file system's 255-byte file names): the
 /// request's fault, not the store's.
 fn name_too_long(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(e);
-    while let Some(error) = cause {
-        if error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidFilename) {
-            return true;
-        }
-        cause = error.source();
-    }
-    false
+    io_cause(e).is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidFilename)
 }
 
 /// A local path with every link in it resolved; the part that does not exist yet (outputs not

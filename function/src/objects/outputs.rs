@@ -198,7 +198,7 @@ impl OutputSet {
         let record = serde_json::from_slice::<Recorded>(&bytes).ok();
         let ours = record.filter(|r| r.is_ours(key, source));
         if ours.is_none() {
-            tracing::info!(record = %self.uri("json"), "a transcript record there is not signed by this service; transcribing again");
+            tracing::info!(record = %self.uri("json"), "no record signed by this service for this version there; transcribing");
         }
         Ok(ours)
     }

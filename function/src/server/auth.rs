@@ -6,7 +6,7 @@ use actix_web::HttpRequest;
 use crate::error::{Error, Result};
 use crate::oidc::looks_like_jwt;
 use crate::service::Service;
-use crate::tenants::Tenant;
+use crate::tenants::{bearer, Tenant};
 
 fn header<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
@@ -42,10 +42,7 @@ pub async fn delivery_tenant(req: &HttpRequest, service: &Service) -> Result<(Te
     let tenants = &service.tenants;
     let authorization = header(req, "authorization");
     let trusted = tenants.header().is_some_and(|name| header(req, name).is_some());
-    let token = authorization
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .filter(|t| looks_like_jwt(t) && !trusted && !tenants.is_key(authorization.unwrap_or_default()));
+    let token = authorization.and_then(bearer).filter(|t| looks_like_jwt(t) && !trusted && !tenants.is_key(t));
     if let (Some(oidc), Some(token)) = (&service.oidc, token) {
         oidc.verify(token).await.map_err(|e| unauthorized(service, e))?;
         return Ok((platform_tenant(req, service)?, Sender::Platform));
