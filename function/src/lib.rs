@@ -8,6 +8,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod history;
+pub mod hmac;
 pub mod kernels;
 pub mod metrics;
 pub mod objects;

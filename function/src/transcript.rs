@@ -2,7 +2,38 @@
 
 use serde::Serialize;
 
-use crate::whisper::Task;
+use crate::error::{Error, Result};
+
+/// What the decoder writes: the spoken language, or English (multilingual models only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    Transcribe,
+    Translate,
+}
+
+impl Task {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::Transcribe => "transcribe",
+            Task::Translate => "translate",
+        }
+    }
+}
+
+impl std::str::FromStr for Task {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self> {
+        match text.trim() {
+            "transcribe" => Ok(Task::Transcribe),
+            "translate" => Ok(Task::Translate),
+            other => Err(Error::InvalidArgument {
+                field: "task",
+                reason: format!("{} is not `transcribe` or `translate`", crate::error::quote(other)),
+            }),
+        }
+    }
+}
 
 /// One decoded segment, with times in seconds from the start of the audio.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -19,7 +19,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use tingxie_model_cache::CacheConfig;
 
-pub use callback::{sign, Callbacks};
+pub use callback::Callbacks;
 pub use record::{unix_now, Attempt, Failure, Record, Start, Status};
 
 use crate::error::{Error, Result};

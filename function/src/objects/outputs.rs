@@ -12,7 +12,7 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersio
 
 use super::{store_error, Location, SourceVersion};
 use crate::error::Result;
-use crate::history::sign;
+use crate::hmac::sign;
 use crate::output::{self, Format};
 use crate::transcript::Transcript;
 

@@ -8,13 +8,13 @@
 
 use std::path::Path;
 
+use burn::tensor::backend::Backend;
 use burn::tensor::module::conv1d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
-use crate::whisper::backend::WhisperBackend;
 
 /// Samples per frame at 16 kHz.
 pub const FRAME_SAMPLES: usize = 512;
@@ -54,14 +54,14 @@ const TENSORS: [(&str, &[usize]); 15] = [
 ];
 
 #[derive(Debug, Clone)]
-struct Conv<B: WhisperBackend> {
+struct Conv<B: Backend> {
     weight: Tensor<B, 3>,
     bias: Option<Tensor<B, 1>>,
     stride: usize,
     padding: usize,
 }
 
-impl<B: WhisperBackend> Conv<B> {
+impl<B: Backend> Conv<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let options = ConvOptions::new([self.stride], [self.padding], [1], 1);
         conv1d(x, self.weight.clone(), self.bias.clone(), options)
@@ -70,7 +70,7 @@ impl<B: WhisperBackend> Conv<B> {
 
 /// The model: the encoder on the backend, the LSTM and the output layer on the host.
 #[derive(Debug, Clone)]
-pub struct SileroVad<B: WhisperBackend> {
+pub struct SileroVad<B: Backend> {
     stft: Conv<B>,
     convs: [Conv<B>; 4],
     /// Input projection `[128, 512]` (transposed for `x · W`) with both biases folded in.
@@ -81,11 +81,13 @@ pub struct SileroVad<B: WhisperBackend> {
     output_weight: Vec<f32>,
     output_bias: f32,
     device: B::Device,
+    /// Encode a fixed number of frames per pass (a JIT backend compiles a kernel per shape).
+    fixed_shapes: bool,
 }
 
 /// The speech probability of each 512-sample frame, as a stream: the state carries across
 /// calls, so long audio can be fed in pieces.
-impl<B: WhisperBackend> SileroVad<B> {
+impl<B: Backend> SileroVad<B> {
     /// Loads `WEIGHTS_FILE` from `dir` (or `dir` itself when it is the file).
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
         let path = if dir.is_dir() { dir.join(WEIGHTS_FILE) } else { dir.to_path_buf() };
@@ -132,7 +134,14 @@ impl<B: WhisperBackend> SileroVad<B> {
             output_weight: take("final_conv.weight"),
             output_bias: take("final_conv.bias")[0],
             device: device.clone(),
+            fixed_shapes: false,
         })
+    }
+
+    /// Encodes the same number of frames on every pass, padding the last: what a backend that
+    /// compiles a kernel per shape wants (Whisper's backend says so, `FIXED_SHAPES`).
+    pub fn with_fixed_shapes(self, fixed_shapes: bool) -> Self {
+        SileroVad { fixed_shapes, ..self }
     }
 
     /// Speech probabilities of `samples` (16 kHz), one per 512 samples, as faster-whisper 1.2.1
@@ -147,12 +156,12 @@ impl<B: WhisperBackend> SileroVad<B> {
         padded[frames * FRAME_SAMPLES - CONTEXT_SAMPLES..].fill(0.0);
         let mut state = LstmState::default();
         let mut probabilities = Vec::with_capacity(frames);
-        let batch = if B::FIXED_SHAPES { FIXED_BATCH } else { ENCODER_BATCH };
+        let batch = if self.fixed_shapes { FIXED_BATCH } else { ENCODER_BATCH };
         for first in (0..frames).step_by(batch) {
             let count = batch.min(frames - first);
             let mut inputs = framed(&padded, first, count);
             // Frames are encoded independently: padding rows change no other row.
-            let rows = if B::FIXED_SHAPES { batch } else { count };
+            let rows = if self.fixed_shapes { batch } else { count };
             inputs.resize(rows * INPUT_SAMPLES, 0.0);
             let gates_in = self.encode(inputs, rows);
             for gates in gates_in.chunks_exact(4 * HIDDEN).take(count) {

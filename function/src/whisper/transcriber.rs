@@ -90,7 +90,7 @@ impl<B: WhisperBackend> Transcriber<B> {
 
     /// Adds Silero VAD from `dir` (`scripts/fetch-vad.sh`), on the model's device.
     pub fn add_vad(&mut self, dir: &Path) -> Result<()> {
-        self.vad = Some(SileroVad::load(dir, &self.model.device)?);
+        self.vad = Some(SileroVad::load(dir, &self.model.device)?.with_fixed_shapes(B::FIXED_SHAPES));
         Ok(())
     }
 

@@ -8,18 +8,12 @@ use burn::tensor::module::{attention as burn_attention, conv1d, linear};
 use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 
-use super::{upload, LAYER_NORM_EPS};
+use super::{int_tensor, split_heads, upload, LAYER_NORM_EPS};
 use crate::error::Result;
 use crate::whisper::weights::TensorSource;
 
 /// Keys and values, `[rows, heads, positions, head_dim]` each.
 pub type KeyValue<B> = (Tensor<B, 4>, Tensor<B, 4>);
-
-/// `[b, t, d]` -> `[b, heads, t, d / heads]`.
-pub fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
-    let [b, t, d] = x.dims();
-    x.reshape([b, t, heads, d / heads]).swap_dims(1, 2)
-}
 
 /// `[b, heads, t, head_dim]` -> `[b, t, heads * head_dim]`.
 fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
@@ -108,12 +102,6 @@ impl<B: Backend> Embedding<B> {
         let flat: Vec<f32> = hidden.matmul(self.0.clone()).into_data().convert::<f32>().into_vec().expect("float logits");
         flat.chunks(vocab).map(<[f32]>::to_vec).collect()
     }
-}
-
-/// Token ids, positions or row indices as an index tensor.
-pub fn int_tensor<B: Backend>(values: &[u32], device: &B::Device) -> Tensor<B, 1, Int> {
-    let data: Vec<i32> = values.iter().map(|&v| v as i32).collect();
-    Tensor::from_data(TensorData::new(data, [values.len()]), device)
 }
 
 /// Keys and values `[windows, heads, frames, head_dim]`, each contiguous, from `kv`.

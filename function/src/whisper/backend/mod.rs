@@ -38,6 +38,18 @@ pub fn upload<B: Backend, const D: usize>(t: HostTensor, device: &B::Device) -> 
     Tensor::from_data(TensorData::new(t.data, t.shape), device)
 }
 
+/// `[b, t, d]` -> `[b, heads, t, d / heads]`.
+pub fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
+    let [b, t, d] = x.dims();
+    x.reshape([b, t, heads, d / heads]).swap_dims(1, 2)
+}
+
+/// Token ids, positions or row indices as an index tensor.
+pub fn int_tensor<B: Backend>(values: &[u32], device: &B::Device) -> Tensor<B, 1, Int> {
+    let data: Vec<i32> = values.iter().map(|&v| v as i32).collect();
+    Tensor::from_data(TensorData::new(data, [values.len()]), device)
+}
+
 /// The operations the Whisper model asks of a backend.
 ///
 /// Shapes: `[batch, positions, channels]` for activations; `[batch, heads, positions,

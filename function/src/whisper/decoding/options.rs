@@ -2,38 +2,8 @@
 //! from faster-whisper gets the same transcripts.
 
 use crate::error::{Error, Result};
+pub use crate::transcript::Task;
 use crate::vad::VadOptions;
-
-/// What the decoder writes: the spoken language, or English (multilingual models only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Task {
-    Transcribe,
-    Translate,
-}
-
-impl Task {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Task::Transcribe => "transcribe",
-            Task::Translate => "translate",
-        }
-    }
-}
-
-impl std::str::FromStr for Task {
-    type Err = Error;
-    fn from_str(text: &str) -> Result<Self> {
-        match text.trim() {
-            "transcribe" => Ok(Task::Transcribe),
-            "translate" => Ok(Task::Translate),
-            other => Err(Error::InvalidArgument {
-                field: "task",
-                reason: format!("{} is not `transcribe` or `translate`", crate::error::quote(other)),
-            }),
-        }
-    }
-}
 
 /// The Chinese script Mandarin output is steered to. Whisper writes simplified or traditional
 /// characters as its training data happened to; a prompt in the wanted script is the usual

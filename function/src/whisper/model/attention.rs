@@ -5,8 +5,7 @@ use burn::tensor::Tensor;
 
 use super::layers::{LayerNorm, Linear};
 use crate::error::Result;
-use crate::whisper::backend::generic::split_heads;
-use crate::whisper::backend::{Rows, WhisperBackend};
+use crate::whisper::backend::{split_heads, Rows, WhisperBackend};
 use crate::whisper::weights::TensorSource;
 
 #[derive(Debug, Clone)]

@@ -7,8 +7,7 @@ use burn::tensor::Tensor;
 use super::attention::{CrossAttention, SelfAttention};
 use super::layers::{FeedForward, LayerNorm};
 use crate::error::Result;
-use crate::whisper::backend::generic::int_tensor;
-use crate::whisper::backend::{upload, Rows, WhisperBackend};
+use crate::whisper::backend::{int_tensor, upload, Rows, WhisperBackend};
 use crate::whisper::config::WhisperConfig;
 use crate::whisper::weights::TensorSource;
 
